@@ -1,0 +1,9 @@
+"""imgsynth: labeled image training data from YAML recipes.
+
+Importing this package stays light: torch, diffusers and transformers are
+imported only inside the stages that need them.
+"""
+
+__version__ = "0.1.0"
+
+__all__ = ["__version__"]

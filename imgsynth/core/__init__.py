@@ -1,0 +1,1 @@
+"""Shared building blocks: the sample record, rng derivation, errors, geometry."""

@@ -1,0 +1,72 @@
+"""What a stage is, and the context it is built with.
+
+A recipe names one *source* (makes a sample from an index) and a chain of
+*stages* (turn a sample into a sample). Both are built once per worker process
+from their typed config, then called per sample with that sample's Generator.
+Stages never touch global random state and never know which engine runs them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict
+
+from imgsynth.core.sample import Sample
+
+
+class SkipSample(Exception):
+    """Raised by a source or stage to leave a sample out on purpose, with a reason.
+
+    Skips are counted per reason and listed in DIR/skipped.jsonl; they are not errors.
+    """
+
+    def __init__(self, reason: str, detail: str = ""):
+        self.reason = reason
+        self.detail = detail
+        super().__init__(f"{reason}: {detail}" if detail else reason)
+
+
+@dataclass
+class BuildContext:
+    """What a stage may know about the run when it is built (once per worker)."""
+
+    seed: int
+    out_dir: Path | None = None
+    classes: list[str] | None = None
+    options: dict[str, Any] = field(default_factory=dict)
+
+
+class Source(Protocol):
+    def __len__(self) -> int | None:  # number of samples it can make; None: unbounded
+        ...
+
+    def generate(self, index: int, rng: np.random.Generator) -> Sample: ...
+
+
+class Stage(Protocol):
+    def apply(self, sample: Sample, rng: np.random.Generator) -> Sample: ...
+
+
+class StageConfig(BaseModel):
+    """Base of every source/stage config: typed, strict, documented.
+
+    Subclasses set `type: Literal["name"]` and implement `build`, importing their
+    heavy modules inside it so that validating a recipe stays light.
+    """
+
+    model_config = ConfigDict(extra="forbid", validate_default=True)
+
+    def build(self, ctx: BuildContext) -> Any:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def classes(self) -> list[str] | None:
+        """Class names this config declares (fixes label ids), or None."""
+        return None
+
+    def count(self) -> int | None:
+        """For sources: how many samples a run makes when --count is not given."""
+        return None

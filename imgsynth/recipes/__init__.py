@@ -1,0 +1,1 @@
+"""Recipes: YAML validated into typed config at the edge."""

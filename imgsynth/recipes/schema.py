@@ -1,0 +1,51 @@
+"""Typed recipe models. Nothing deeper in the code re-checks the YAML."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+ImageFormat = Literal["png", "jpg", "webp"]
+
+
+class OutputConfig(BaseModel):
+    """How samples are written and which label formats are built from the manifest."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    image_format: ImageFormat = Field("png", description="Image file format: png (lossless), jpg or webp.")
+    quality: int = Field(95, ge=1, le=100, description="JPEG/WebP quality (ignored for png).")
+    formats: list[str] = Field(
+        default_factory=list,
+        description="Label formats built at the end of the run from manifest.jsonl: coco, yolo, "
+        "yolo_seg, voc, imagefolder, csv, hf, semantic_masks, ocr_labels, gt_txt, mmocr, lmdb, "
+        "icdar, webdataset.")
+    classes: list[str] | None = Field(
+        None, description="Class names in id order. Default: the source's classes, else the "
+        "sorted names found in the manifest.")
+    masks: bool = Field(True, description="Write masks/ID.png instance maps when instances have masks.")
+    coco_segmentation: Literal["rle", "polygon"] = Field(
+        "rle", description="COCO segmentation encoding for instances with masks.")
+    preview: bool = Field(True, description="Write preview.png (a contact sheet) at the end.")
+    preview_count: int = Field(16, ge=1, le=256, description="Samples on the preview contact sheet.")
+    shard_size: int = Field(1000, ge=1, description="Samples per WebDataset tar shard.")
+
+
+class Recipe(BaseModel):
+    """A whole run. `source` and `stages` are validated through the registries."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    seed: int = Field(0, ge=0, description="Run seed; with the recipe it fixes every output byte.")
+    count: int | None = Field(None, ge=1, description="Samples to make. Default: what the source offers (e.g. images x copies).")
+    workers: int = Field(1, ge=1, le=512, description="Worker processes of the local engine.")
+    engine: Literal["local", "ray"] = Field("local", description="local process pool or Ray Data.")
+    on_error: Literal["fail", "skip"] = Field(
+        "fail", description="fail: stop at the first failing sample (exit 1, --resume completes). "
+        "skip: record it in errors.jsonl and go on.")
+    source: Any = Field(..., description="Where samples come from: one of the registered sources (see below).")
+    stages: list[Any] = Field(default_factory=list, description="Stages applied in order to every sample.")
+    output: OutputConfig = Field(default_factory=OutputConfig, description="Writing options.")
+    imgsynth: dict[str, Any] | None = Field(
+        None, description="Recorded by imgsynth in the saved recipe (versions); ignored on load.")
