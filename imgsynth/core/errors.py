@@ -24,6 +24,10 @@ class ImgsynthError(Exception):
         self.fix = fix
         super().__init__(self.__str__())
 
+    def __reduce__(self):
+        # Keyword-only constructors do not survive pickling through a process pool.
+        return (_restore, (type(self), dict(self.__dict__)))
+
     def __str__(self) -> str:
         where = []
         if self.key:
@@ -58,6 +62,13 @@ class SampleError(ImgsynthError):
         self.sources = list(sources)
         src = f" (source: {', '.join(self.sources)})" if self.sources else ""
         super().__init__(f"sample {index}{src}: {message}", **kwargs)
+
+
+def _restore(cls: type, state: dict) -> ImgsynthError:
+    err = cls.__new__(cls)
+    err.__dict__.update(state)
+    Exception.__init__(err, str(err))
+    return err
 
 
 def did_you_mean(word: str, choices: Iterable[str]) -> str:

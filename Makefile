@@ -1,0 +1,39 @@
+# Two commands for a new user: `make demo` and `make test`.
+# Set-up is idempotent: it reinstalls only when pyproject.toml or this Makefile change.
+
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.imgsynth-installed
+
+.PHONY: setup demo test bench clean reference
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml Makefile
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade "pip>=24"
+	# Exactly one OpenCV: opencv-python-headless (albumentations' choice).
+	$(BIN)/python -m pip install --quiet -e ".[all,dev]"
+	# trdg 1.8.0 pins Pillow/OpenCV/arabic-reshaper versions that break the rest of the
+	# stack; its runtime modules come from the [ocr] extra, so install it without its pins.
+	$(BIN)/python -m pip install --quiet --no-deps "trdg==1.8.0"
+	$(BIN)/python -c "import imgsynth, cv2, albumentations; print('imgsynth', imgsynth.__version__, 'ready')"
+	touch $(STAMP)
+
+demo: setup
+	rm -rf out/quickstart
+	$(BIN)/imgsynth run recipes/quickstart.yaml --out out/quickstart
+	@echo "open out/quickstart/preview.png"
+
+test: setup
+	$(BIN)/python -m pytest
+
+bench: setup
+	for b in benchmarks/*.py; do $(BIN)/python $$b || exit 1; done
+
+reference: setup
+	$(BIN)/imgsynth reference > docs/recipe-reference.md
+
+clean:
+	rm -rf out .pytest_cache

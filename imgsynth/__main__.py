@@ -1,0 +1,3 @@
+from imgsynth.cli import main
+
+main()

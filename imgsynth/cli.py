@@ -1,0 +1,167 @@
+"""The `imgsynth` command. Heavy modules are imported inside the commands that need them."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from imgsynth.core.errors import ImgsynthError
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+                  help="Make labeled image training data from YAML recipes.")
+train_app = typer.Typer(no_args_is_help=True, help="Train a generative model (dcgan, vae).")
+app.add_typer(train_app, name="train")
+
+SetOption = Annotated[Optional[list[str]], typer.Option(
+    "--set", help="Override a recipe key: dotted.key=value (repeatable).")]
+
+
+def _fail(err: ImgsynthError) -> None:
+    from rich.console import Console
+
+    Console(stderr=True, highlight=False, soft_wrap=True).print(f"[bold red]error:[/] {err}", markup=True)
+    raise typer.Exit(err.exit_code)
+
+
+@app.command()
+def run(recipe: Annotated[Path, typer.Argument(help="Recipe YAML file.")],
+        out: Annotated[Path, typer.Option("--out", "-o", help="Output folder (new or empty, or one to --resume).")] = Path("out/run"),
+        seed: Annotated[Optional[int], typer.Option(help="Run seed (overrides the recipe's).")] = None,
+        workers: Annotated[Optional[int], typer.Option(help="Worker processes.")] = None,
+        count: Annotated[Optional[int], typer.Option(help="Number of samples.")] = None,
+        set_: SetOption = None,
+        resume: Annotated[bool, typer.Option(help="Complete an interrupted run in --out.")] = False,
+        engine: Annotated[Optional[str], typer.Option(help="local or ray.")] = None,
+        quiet: Annotated[bool, typer.Option(help="No progress output.")] = False) -> None:
+    """Run a recipe and write images, manifest.jsonl, label files and preview.png."""
+    from imgsynth.run import run_recipe
+
+    try:
+        summary = run_recipe(recipe, out, seed=seed, count=count, workers=workers, engine=engine,
+                             overrides=tuple(set_ or ()), resume=resume, quiet=quiet)
+    except ImgsynthError as err:
+        _fail(err)
+    except KeyboardInterrupt:
+        print(f"interrupted: what was written is valid; finish with "
+              f"imgsynth run {recipe} --out {out} --resume", file=sys.stderr)
+        raise typer.Exit(130) from None
+    if not quiet:
+        skipped = sum(summary.skipped.values())
+        extra = f", {skipped} skipped ({dict(summary.skipped)})" if skipped else ""
+        extra += f", {summary.failed} failed (see errors.jsonl)" if summary.failed else ""
+        formats = ", ".join(summary.formats) or "manifest only"
+        print(f"wrote {summary.written} samples to {summary.out_dir}{extra} in {summary.seconds:.1f}s "
+              f"[{formats}]", file=sys.stderr)
+
+
+@app.command()
+def validate(recipe: Annotated[Path, typer.Argument(help="Recipe YAML file.")],
+             set_: SetOption = None) -> None:
+    """Check a recipe without running it; print the resolved recipe."""
+    from imgsynth.recipes.load import dump_yaml
+    from imgsynth.run import prepare
+
+    try:
+        _, resolved = prepare(recipe, overrides=tuple(set_ or ()))
+    except ImgsynthError as err:
+        _fail(err)
+    print(dump_yaml(resolved), end="")
+    print(f"{recipe}: valid", file=sys.stderr)
+
+
+@app.command()
+def preview(directory: Annotated[Path, typer.Argument(help="An imgsynth output folder.")],
+            n: Annotated[int, typer.Option("--n", help="Samples on the sheet.")] = 16,
+            out: Annotated[Optional[Path], typer.Option(help="PNG to write (default DIR/preview.png).")] = None) -> None:
+    """Draw a contact sheet with boxes, masks, class names or text labels."""
+    from imgsynth.preview import make_preview
+
+    try:
+        path = make_preview(directory, n=n, dest=out)
+    except ImgsynthError as err:
+        _fail(err)
+    print(path)
+
+
+@app.command()
+def info() -> None:
+    """Versions, devices, and where model weights are looked for."""
+    from imgsynth.info import describe
+
+    print(describe())
+
+
+@app.command()
+def reference() -> None:
+    """Print the annotated reference of every recipe key (generated from the schema)."""
+    from imgsynth.recipes.reference import render_reference
+
+    print(render_reference(), end="")
+
+
+@train_app.command("dcgan")
+def train_dcgan(recipe: Path, out: Annotated[Optional[Path], typer.Option("--out", "-o")] = None,
+                resume: bool = False, set_: SetOption = None, quiet: bool = False) -> None:
+    """Train a DCGAN on an image folder, class folders, COCO crops or sklearn digits."""
+    _train("dcgan", recipe, out, resume, set_, quiet)
+
+
+@train_app.command("vae")
+def train_vae(recipe: Path, out: Annotated[Optional[Path], typer.Option("--out", "-o")] = None,
+              resume: bool = False, set_: SetOption = None, quiet: bool = False) -> None:
+    """Train a convolutional VAE."""
+    _train("vae", recipe, out, resume, set_, quiet)
+
+
+def _train(kind, recipe, out, resume, set_, quiet) -> None:
+    from imgsynth.generate.cli import train_command
+
+    try:
+        train_command(kind, recipe, out, resume, tuple(set_ or ()), quiet)
+    except ImgsynthError as err:
+        _fail(err)
+
+
+@app.command()
+def sample(checkpoint: Path,
+           n: Annotated[int, typer.Option("--n", help="Images to sample.")] = 64,
+           out: Annotated[Path, typer.Option("--out", "-o")] = Path("out/samples"),
+           class_name: Annotated[Optional[str], typer.Option("--class", help="Only this class (conditional models).")] = None,
+           seed: int = 0,
+           formats: Annotated[str, typer.Option(help="Comma-separated label formats.")] = "imagefolder,csv,hf") -> None:
+    """Sample a trained DCGAN/VAE checkpoint into a labeled data set."""
+    from imgsynth.generate.cli import sample_command
+
+    try:
+        sample_command(checkpoint, n, out, class_name, seed, [f for f in formats.split(",") if f])
+    except ImgsynthError as err:
+        _fail(err)
+
+
+@app.command("eval")
+def eval_(real: Annotated[Path, typer.Option("--real", help="Folder of real images (or an imgsynth output).")],
+          fake: Annotated[Path, typer.Option("--fake", help="Folder of synthetic images (or an imgsynth output).")],
+          out: Annotated[Path, typer.Option("--out", "-o", help="Report folder.")] = Path("out/report"),
+          metrics: Annotated[str, typer.Option(help="Comma-separated: fid,is,kid,prdc,memorization,stats,tstr.")] = "fid,kid,prdc,memorization,stats",
+          preset: Annotated[str, typer.Option(help="paper or clean.")] = "clean",
+          extractor: Annotated[str, typer.Option(help="Feature extractor: inception, builtin, ...")] = "inception",
+          seed: int = 0) -> None:
+    """Score synthetic images against real ones and write report.json + report.html."""
+    from imgsynth.evaluate.cli import eval_command
+
+    try:
+        eval_command(real=real, fake=fake, metrics=[m for m in metrics.split(",") if m],
+                     preset=preset, out=out, extractor=extractor, seed=seed)
+    except ImgsynthError as err:
+        _fail(err)
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

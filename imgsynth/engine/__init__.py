@@ -1,0 +1,1 @@
+"""Engines run a recipe's chain over sample indices; stages never know which one."""

@@ -1,0 +1,227 @@
+"""`imgsynth run`: plan a run, execute it on an engine, build the labels from the manifest.
+
+Order matters for the product contract:
+1. validate the recipe and build the pipeline once (every recipe/file/model error
+   surfaces here, exit 2, before anything is written);
+2. write DIR/recipe.yaml, then chunks of samples (atomic files);
+3. assemble manifest.jsonl from the chunk records, in index order, then every label
+   format and preview.png from the manifest, so labels always agree with the images.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import platform
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from imgsynth import __version__
+from imgsynth.core.errors import RecipeError
+from imgsynth.core.registry import FORMATS, lookup
+from imgsynth.engine.pipeline import ChunkResult, Pipeline, chunk_path
+from imgsynth.engine.progress import Progress
+from imgsynth.io.atomic import atomic_write_text
+from imgsynth.recipes.load import (apply_overrides, dump_yaml, load_yaml, parse_recipe,
+                                   resolved_dict)
+from imgsynth.recipes.schema import Recipe
+
+RECORDED_PACKAGES = ("numpy", "opencv-python-headless", "pillow", "albumentations", "pydantic",
+                     "trdg", "torch", "torchvision", "diffusers")
+
+
+@dataclass
+class RunSummary:
+    out_dir: Path
+    count: int
+    written: int = 0
+    skipped: Counter = field(default_factory=Counter)
+    failed: int = 0
+    seconds: float = 0.0
+    formats: list[str] = field(default_factory=list)
+
+
+def chunk_size_for(count: int) -> int:
+    """Fixed by the count alone (not the worker count), so resume sees the same chunks."""
+    return min(256, max(8, math.ceil(count / 512)))
+
+
+def versions() -> dict[str, str]:
+    found = {"imgsynth": __version__, "python": platform.python_version()}
+    for name in RECORDED_PACKAGES:
+        try:
+            found[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            pass
+    return found
+
+
+def prepare(recipe_path: str | Path, *, seed: int | None = None, count: int | None = None,
+            workers: int | None = None, engine: str | None = None,
+            overrides: tuple[str, ...] | list[str] = ()) -> tuple[Recipe, dict[str, Any]]:
+    """Load, override and validate a recipe; return it and its resolved (saved) form."""
+    data = load_yaml(recipe_path)
+    data.pop("imgsynth", None)
+    cli = [f"{k}={v}" for k, v in (("seed", seed), ("count", count), ("workers", workers),
+                                   ("engine", engine)) if v is not None]
+    data = apply_overrides(data, list(overrides) + cli)
+    recipe = parse_recipe(data, file=str(recipe_path))
+    if recipe.count is None:
+        offered = recipe.source.count()
+        if offered is None:
+            raise RecipeError(f"the '{recipe.source.type}' source needs a sample count",
+                              key="count", fix="add 'count: N' to the recipe or pass --count N")
+        recipe = recipe.model_copy(update={"count": offered})
+    for i, fmt in enumerate(recipe.output.formats):
+        lookup(FORMATS, fmt, key=f"output.formats.{i}", what="label format")
+    return recipe, resolved_dict(recipe)
+
+
+def run_recipe(recipe_path: str | Path, out_dir: str | Path, *, seed: int | None = None,
+               count: int | None = None, workers: int | None = None, engine: str | None = None,
+               overrides: tuple[str, ...] | list[str] = (), resume: bool = False,
+               quiet: bool = False) -> RunSummary:
+    t0 = time.perf_counter()
+    out_dir = Path(out_dir)
+    recipe, resolved = prepare(recipe_path, seed=seed, count=count, workers=workers,
+                               engine=engine, overrides=overrides)
+    _check_out_dir(out_dir, resolved, resume)
+    classes = recipe.output.classes or recipe.source.classes()
+    # Building once here surfaces missing files/models/fonts before anything is written.
+    pipeline = Pipeline(recipe, out_dir, classes)
+
+    saved = dict(resolved, imgsynth=versions())
+    out_dir.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(out_dir / "recipe.yaml", dump_yaml(saved))
+    _remove_temp_files(out_dir)
+
+    total = recipe.count
+    size = chunk_size_for(total)
+    chunks = [(c, c * size, min(total, (c + 1) * size)) for c in range(math.ceil(total / size))]
+    todo = [ch for ch in chunks if not chunk_path(out_dir, ch[0]).exists()]
+    done_before = total - sum(stop - start for _, start, stop in todo)
+    summary = RunSummary(out_dir=out_dir, count=total)
+    progress = Progress(total, done_before, quiet=quiet)
+
+    def on_done(result: ChunkResult) -> None:
+        progress.advance(result.written + result.skipped + result.failed)
+
+    try:
+        if recipe.engine == "ray":
+            from imgsynth.engine.ray import run_ray
+
+            run_ray(resolved, out_dir, classes, todo, recipe.workers, on_done)
+        elif recipe.workers == 1:
+            for chunk_id, start, stop in todo:
+                on_done(pipeline.run_chunk(chunk_id, range(start, stop)))
+        else:
+            from imgsynth.engine.local import run_local
+
+            run_local(resolved, out_dir, classes, todo, recipe.workers, on_done)
+    finally:
+        progress.close()
+    finalize(recipe, out_dir, len(chunks), classes, summary)
+    summary.seconds = time.perf_counter() - t0
+    return summary
+
+
+def _check_out_dir(out_dir: Path, resolved: dict[str, Any], resume: bool) -> None:
+    if not out_dir.exists():
+        return
+    if not out_dir.is_dir():
+        raise RecipeError("--out exists and is not a folder", file=str(out_dir))
+    if not any(out_dir.iterdir()):
+        return
+    saved_path = out_dir / "recipe.yaml"
+    if not resume:
+        raise RecipeError("the output folder is not empty", file=str(out_dir),
+                          fix="pass --resume to complete an interrupted run there, "
+                              "or choose a new --out folder")
+    if not saved_path.exists():
+        raise RecipeError("cannot resume: the folder has no recipe.yaml from an imgsynth run",
+                          file=str(out_dir), fix="choose a new --out folder")
+    saved = load_yaml(saved_path)
+    saved.pop("imgsynth", None)
+    if saved != resolved:
+        key = _first_difference(saved, resolved)
+        raise RecipeError(f"cannot resume: the recipe differs from the one this folder was made "
+                          f"with (first difference at '{key}')", file=str(saved_path),
+                          fix="resume with the same recipe, seed and --set values, or use a new --out")
+
+
+def _first_difference(a: Any, b: Any, path: str = "") -> str:
+    if isinstance(a, dict) and isinstance(b, dict):
+        for k in list(a) + [k for k in b if k not in a]:
+            if a.get(k) != b.get(k):
+                return _first_difference(a.get(k), b.get(k), f"{path}.{k}" if path else str(k))
+    if isinstance(a, list) and isinstance(b, list) and len(a) == len(b):
+        for i, (x, y) in enumerate(zip(a, b)):
+            if x != y:
+                return _first_difference(x, y, f"{path}.{i}")
+    return path or "(top level)"
+
+
+def _remove_temp_files(out_dir: Path) -> None:
+    """Half-written files of a killed run (only ever under a temporary name)."""
+    for tmp in out_dir.rglob(".*.tmp"):
+        tmp.unlink(missing_ok=True)
+
+
+def finalize(recipe: Recipe, out_dir: Path, n_chunks: int, classes: list[str] | None,
+             summary: RunSummary) -> None:
+    records: list[dict[str, Any]] = []
+    skipped: list[dict[str, Any]] = []
+    errors: list[dict[str, Any]] = []
+    for chunk_id in range(n_chunks):
+        for line in chunk_path(out_dir, chunk_id).read_text(encoding="utf-8").splitlines():
+            rec = json.loads(line)
+            if "skipped" in rec:
+                skipped.append(rec)
+            elif "error" in rec:
+                errors.append(rec)
+            else:
+                records.append(rec)
+    summary.written = len(records)
+    summary.skipped = Counter(r["skipped"] for r in skipped)
+    summary.failed = len(errors)
+    _write_jsonl(out_dir / "manifest.jsonl", records)
+    for name, rows in (("skipped.jsonl", skipped), ("errors.jsonl", errors)):
+        if rows:
+            _write_jsonl(out_dir / name, rows)
+        else:
+            (out_dir / name).unlink(missing_ok=True)
+    classes = resolve_classes(classes, records)
+    for fmt in recipe.output.formats:
+        lookup(FORMATS, fmt, key="output.formats", what="label format")(
+            out_dir, records, classes, recipe.output)
+        summary.formats.append(fmt)
+    if recipe.output.preview and records:
+        from imgsynth.preview import make_preview
+
+        make_preview(out_dir, n=recipe.output.preview_count)
+
+
+def resolve_classes(declared: list[str] | None, records: list[dict[str, Any]]) -> list[str]:
+    """Declared classes keep their ids; names found only in the data follow, sorted."""
+    found = set()
+    for rec in records:
+        if rec.get("label") is not None:
+            found.add(rec["label"])
+        found.update(inst["class"] for inst in rec.get("instances", []))
+    declared = list(declared or [])
+    return declared + sorted(found - set(declared))
+
+
+def _write_jsonl(path: Path, rows: list[dict[str, Any]]) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    with open(tmp, "w", encoding="utf-8") as fh:
+        for row in rows:
+            fh.write(json.dumps(row, ensure_ascii=False, sort_keys=True) + "\n")
+    os.replace(tmp, path)
+
+
