@@ -1,0 +1,171 @@
+"""YOLO detect and segment labels (ultralytics layout).
+
+Images live under a folder named `images` (any depth: `images/train/a.jpg`); the label of
+`.../images/x/a.jpg` is `.../labels/x/a.txt` (ultralytics' rule). An image without a label
+file is a background image (no objects); a label file without an image is an error.
+Lines: `cls cx cy w h` (detect) or `cls x1 y1 x2 y2 ...` (segment, >= 3 points), all
+normalized to [0, 1]; coordinates outside are clipped (counted). Class names come from
+`data.yaml` (`names` as list or {id: name}) or `classes.txt`.
+
+The dataset path may be the dataset folder, a folder under `images/`, or the data.yaml
+(then every folder it lists under train/val/test is read).
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+
+from imgsynth.core.boxes import cxcywh_norm_to_xyxy, points_bbox
+from imgsynth.core.errors import InputError
+from imgsynth.io.image import is_image_file
+from imgsynth.io.readers.base import (
+    ImageEntry, InstanceLabel, LabeledDataset, checked_box, checked_polygons, parse_number,
+)
+
+
+def read_yolo(path: Path, classes: list[str] | None = None) -> LabeledDataset:
+    yaml_path, image_dirs = _layout(path)
+    names = classes or _class_names(yaml_path, image_dirs)
+    image_files = sorted({p for d in image_dirs for p in d.rglob("*") if is_image_file(p)})
+    by_label = {label_path(p): p for p in image_files}
+    _check_orphan_labels(image_dirs, by_label)
+    issues: Counter = Counter()
+    entries = []
+    for image in image_files:
+        label_file = label_path(image)
+        instances = []
+        if label_file.is_file():
+            instances = parse_label_file(label_file, names, issues)
+        entries.append(ImageEntry(image=image, label_file=label_file if label_file.is_file() else None,
+                                  instances=instances, normalized=True))
+    root = yaml_path.parent if yaml_path else image_dirs[0].parent
+    return LabeledDataset("yolo", root, names, entries, issues)
+
+
+def label_path(image: Path) -> Path:
+    """ultralytics' rule: the last `images` folder in the path becomes `labels`, suffix .txt."""
+    parts = list(image.parts)
+    k = len(parts) - 1 - parts[::-1].index("images")
+    parts[k] = "labels"
+    return Path(*parts).with_suffix(".txt")
+
+
+def _layout(path: Path) -> tuple[Path | None, list[Path]]:
+    """(data.yaml or None, folders of images)."""
+    if path.is_file():
+        return path, _yaml_image_dirs(path)
+    if (path / "images").is_dir():
+        dirs = [path / "images"]
+    elif "images" in path.parts:
+        dirs = [path]
+    else:
+        raise InputError("no 'images' folder (YOLO layout: images/ and labels/)", file=str(path),
+                         fix="point the dataset path at the folder holding images/ and labels/")
+    for folder in (dirs[0], *dirs[0].parents):
+        for name in ("data.yaml", "dataset.yaml"):
+            if (folder / name).is_file():
+                return folder / name, dirs
+    return None, dirs
+
+
+def _load_yaml(path: Path) -> dict:
+    import yaml
+
+    try:
+        doc = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        raise InputError(f"invalid YAML: {exc}", file=str(path)) from None
+    if not isinstance(doc, dict):
+        raise InputError("data.yaml must be a mapping with 'names'", file=str(path))
+    if "kpt_shape" in doc:
+        raise InputError("YOLO pose labels are not supported (only detect and segment)",
+                         file=str(path))
+    return doc
+
+
+def _yaml_image_dirs(yaml_path: Path) -> list[Path]:
+    doc = _load_yaml(yaml_path)
+    base = Path(doc.get("path") or ".")
+    if not base.is_absolute() or not base.is_dir():
+        base = yaml_path.parent
+    dirs: list[Path] = []
+    for split in ("train", "val", "test"):
+        entries = doc.get(split) or []
+        for entry in [entries] if isinstance(entries, str) else entries:
+            folder = (base / entry).resolve()
+            if not folder.is_dir():
+                raise InputError(f"'{split}: {entry}' is not a folder ({folder})", file=str(yaml_path),
+                                 fix="correct the path (image list .txt files are not supported)")
+            if folder not in dirs:
+                dirs.append(folder)
+    if not dirs:
+        raise InputError("data.yaml lists no train/val/test image folder", file=str(yaml_path))
+    return dirs
+
+
+def _class_names(yaml_path: Path | None, image_dirs: list[Path]) -> list[str]:
+    if yaml_path is not None:
+        names = _load_yaml(yaml_path).get("names")
+        if isinstance(names, dict):
+            ids = sorted(int(k) for k in names)
+            if ids != list(range(len(ids))):
+                raise InputError(f"names ids must be 0..{len(ids) - 1}, got {ids}",
+                                 file=str(yaml_path))
+            return [str(names[k] if k in names else names[str(k)]) for k in ids]
+        if isinstance(names, list):
+            return [str(n) for n in names]
+        raise InputError("no 'names' list or mapping", file=str(yaml_path),
+                         fix="add names: [class0, class1, ...]")
+    for folder in (image_dirs[0].parent, *image_dirs[0].parents):
+        if (folder / "classes.txt").is_file():
+            return [ln.strip() for ln in (folder / "classes.txt").read_text().splitlines() if ln.strip()]
+    raise InputError("no class names: neither data.yaml nor classes.txt found",
+                     file=str(image_dirs[0]), fix="add data.yaml with 'names' next to images/")
+
+
+def _check_orphan_labels(image_dirs: list[Path], by_label: dict[Path, Path]) -> None:
+    for folder in image_dirs:
+        labels = label_path(folder / "x.png").parent
+        for label in sorted(labels.rglob("*.txt")) if labels.is_dir() else []:
+            if label not in by_label:
+                raise InputError("label file has no image (looked for an image of the same "
+                                 f"name under '{folder}')", file=str(label),
+                                 fix="restore the image or remove the label file")
+
+
+def parse_label_file(path: Path, names: list[str], issues: Counter) -> list[InstanceLabel]:
+    """Instances of one YOLO label file, coordinates normalized (x and y in [0, 1])."""
+    instances = []
+    for lineno, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+        tokens = line.split()
+        if not tokens:
+            continue
+        where = f"line {lineno}"
+        if len(tokens) != 5 and (len(tokens) < 7 or len(tokens) % 2 == 0):
+            raise InputError(f"{where}: {len(tokens)} values; expected 'cls cx cy w h' or "
+                             "'cls x1 y1 x2 y2 x3 y3 ...'", file=str(path),
+                             fix="correct or remove this line")
+        cls = parse_number(tokens[0], path, where)
+        if cls != int(cls) or not 0 <= cls < len(names):
+            raise InputError(f"{where}: class id {tokens[0]} is not one of 0..{len(names) - 1}",
+                             file=str(path), fix="correct the id or add the class to names")
+        values = np.array([parse_number(t, path, where) for t in tokens[1:]])
+        polygons = None
+        if len(tokens) == 5:
+            box = cxcywh_norm_to_xyxy(tuple(values), 1, 1)
+        else:
+            clipped = np.clip(values, 0.0, 1.0)
+            if not np.array_equal(clipped, values):
+                issues["clipped_boxes"] += 1
+            polygons = checked_polygons([clipped], issues, f"{path}: {where}")
+            if not polygons:
+                continue
+            box = points_bbox(polygons[0])
+        box = checked_box(box, (1, 1), issues, f"{path}: {where}")
+        if box is not None:
+            instances.append(InstanceLabel(class_name=names[int(cls)], bbox_xyxy=box,
+                                           polygons=polygons))
+    return instances

@@ -1,0 +1,99 @@
+"""The `dataset` source: samples from a labeled dataset on disk (COCO, YOLO, VOC, ImageFolder).
+
+Sample index -> (image, copy): with P = copies (+1 when include_originals) copies per
+image and N images, index i is image (i // P) % N, copy (i % P) + P * (i // (N * P)).
+So the default count N * P visits every image P times, and a larger --count goes on
+with further rounds of copies. With include_originals, copy 0 of the first round is the
+image unchanged (`Sample.passthrough`, stages leave it alone).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import Field, PrivateAttr, field_validator, model_validator
+
+from imgsynth.core.stage import BuildContext, StageConfig
+
+
+class DatasetSourceConfig(StageConfig):
+    """Read a labeled dataset (boxes, masks, class labels) and make copies of each image."""
+
+    type: Literal["dataset"] = Field(description="Source type: a labeled dataset on disk.")
+    path: Path = Field(
+        description="Dataset folder (COCO: folder with annotations.json or annotations/*.json, "
+        "or the JSON file; YOLO: folder with images/ and labels/, or data.yaml; VOC: folder with "
+        "Annotations/ and JPEGImages/; ImageFolder: folder of class folders).")
+    format: Literal["auto", "coco", "yolo", "voc", "imagefolder"] = Field(
+        "auto", description="Label format; auto detects it from the files present.")
+    copies: int = Field(1, ge=0, le=100_000,
+                        description="Variants made per image (each goes through the stages).")
+    include_originals: bool = Field(
+        False, description="Also write each image once unchanged (stages skip it).")
+
+    _dataset: Any = PrivateAttr(default=None)
+
+    @field_validator("path")
+    @classmethod
+    def _path_exists(cls, path: Path) -> Path:
+        if not path.exists():
+            raise ValueError(f"dataset path '{path}' does not exist (relative paths start at the "
+                             "working directory)")
+        return path
+
+    @model_validator(mode="after")
+    def _makes_something(self) -> DatasetSourceConfig:
+        if self.copies == 0 and not self.include_originals:
+            raise ValueError("copies is 0 and include_originals is false: nothing to make")
+        return self
+
+    def dataset(self):
+        """The opened dataset (read once per process)."""
+        if self._dataset is None:
+            from imgsynth.io.readers import read_dataset
+
+            self._dataset = read_dataset(self.path, self.format)
+            if len(self._dataset) == 0:
+                from imgsynth.core.errors import InputError
+
+                raise InputError("the dataset has no images", file=str(self.path),
+                                 fix="check the path and the format")
+        return self._dataset
+
+    def classes(self) -> list[str]:
+        return list(self.dataset().classes)
+
+    def count(self) -> int:
+        return len(self.dataset()) * self.per_image
+
+    @property
+    def per_image(self) -> int:
+        return self.copies + int(self.include_originals)
+
+    def build(self, ctx: BuildContext) -> DatasetSource:
+        return DatasetSource(self.dataset(), self.per_image, self.include_originals)
+
+
+class DatasetSource:
+    def __init__(self, dataset, per_image: int, include_originals: bool):
+        self.dataset = dataset
+        self.per_image = per_image
+        self.include_originals = include_originals
+
+    def __len__(self) -> int:
+        return len(self.dataset) * self.per_image
+
+    def locate(self, index: int) -> tuple[int, int]:
+        """(dataset image, copy number) of a sample index."""
+        rounds, within = divmod(index, len(self))
+        image, copy = divmod(within, self.per_image)
+        return image, copy + rounds * self.per_image
+
+    def generate(self, index: int, rng) -> Any:
+        image, copy = self.locate(index)
+        sample = self.dataset.load(image)
+        sample.index = index
+        sample.meta = {"source_index": image, "copy": copy}
+        sample.passthrough = self.include_originals and copy == 0
+        return sample

@@ -1,0 +1,66 @@
+"""Label writers: `write_<format>(out_dir, records, classes, output) -> list[Path]`.
+
+They run once at the end of a run on the records of manifest.jsonl (see
+`imgsynth.io.writers.manifest`), so labels always agree with the written images. Every
+file goes through `imgsynth.io.atomic` (or is a hard link, which appears whole).
+Helpers shared by the writers live here.
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from pathlib import Path
+
+from imgsynth.core.boxes import Box, is_empty
+from imgsynth.core.errors import RecipeError
+from imgsynth.io.atomic import atomic_write_bytes
+from imgsynth.io.readers.base import LabelWarning
+
+
+def class_ids(records: list[dict], classes: list[str]) -> dict[str, int]:
+    """name -> 0-based id; a class in the records that `classes` lacks is a recipe error."""
+    ids = {name: i for i, name in enumerate(classes)}
+    for rec in records:
+        for inst in rec["instances"]:
+            if inst["class"] not in ids:
+                raise RecipeError(
+                    f"class '{inst['class']}' (sample id {rec['id']}) is not in the class list "
+                    f"{classes}", key="output.classes", fix="add it to output.classes")
+    return ids
+
+
+def labeled_boxes(record: dict, fmt: str) -> list[tuple[dict, Box]]:
+    """(instance, bbox_xyxy) for every instance whose box has an area; the others are left
+    out with a LabelWarning (no format has a meaning for an empty box)."""
+    kept = []
+    for k, inst in enumerate(record["instances"]):
+        box = tuple(inst["bbox_xyxy"])
+        if is_empty(box):
+            warnings.warn(f"{fmt}: sample id {record['id']} instance {k} ({inst['class']}) has an "
+                          f"empty box {list(box)}; left out", LabelWarning, stacklevel=2)
+            continue
+        kept.append((inst, box))
+    return kept
+
+
+def link_or_copy(src: Path, dst: Path) -> None:
+    """Put `src` at `dst` as a hard link (no extra disk), else as an atomic copy."""
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    if dst.exists():
+        if os.path.samefile(src, dst):
+            return
+        dst.unlink()
+    try:
+        os.link(src, dst)
+    except OSError:  # another filesystem, or links not supported
+        atomic_write_bytes(dst, src.read_bytes())
+
+
+def image_under(record: dict, folder: str, suffix: str | None = None) -> Path:
+    """The record's path inside `folder` instead of `images/` (keeping sub-folders)."""
+    rel = Path(record["image"])
+    if rel.parts[0] != "images":
+        raise ValueError(f"record image '{rel}' is not under images/")
+    path = Path(folder, *rel.parts[1:])
+    return path.with_suffix(suffix) if suffix else path
