@@ -1,0 +1,1 @@
+"""Synthetic OCR text lines and scene text rendered with trdg."""

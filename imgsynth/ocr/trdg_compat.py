@@ -1,0 +1,74 @@
+"""Make trdg 1.8.0 usable on current Pillow, in every worker process.
+
+trdg calls `FreeTypeFont.getsize`, removed in Pillow 10, through
+`trdg.utils.get_text_height` and the copy `trdg.computer_text_generator` imported.
+Both are replaced by a getbbox-based version. The patch is applied by `install()`,
+which every stage calls inside `build()`: spawned workers import trdg afresh and do
+not inherit a patch made in the parent.
+
+trdg loads the font file and measures every character again for every image; here
+fonts are loaded once per (file, size) and character widths/heights are memoised per
+font object, which is most of the speed-up over trdg's own CLI.
+
+trdg also prints "Missing modules for handwritten text generation." on import (its
+handwritten mode needs TensorFlow 1 and is dead); that print is silenced here.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import io
+import types
+
+_installed = False
+_cached = False
+
+
+def text_height(image_font, text: str) -> int:
+    """Pillow<10 `getsize(text)[1]`: the bottom of the ink box measured from the top of
+    the line. A string without ink (a space) measures one em: it then never sets the
+    height of a horizontal line, and a vertical line keeps room for its spaces."""
+    _, top, _, bottom = image_font.getbbox(text)
+    return int(bottom) if bottom > top else int(image_font.size)
+
+
+def install() -> None:
+    """Import trdg with the getsize shim applied (idempotent, once per process)."""
+    global _installed
+    if _installed:
+        return
+    with contextlib.redirect_stdout(io.StringIO()):
+        import trdg.data_generator  # noqa: F401 - prints the handwritten message
+    import trdg.computer_text_generator
+    import trdg.utils
+
+    trdg.utils.get_text_height = text_height
+    trdg.computer_text_generator.get_text_height = text_height
+    _installed = True
+
+
+def install_caches() -> None:
+    """Memoise trdg's font loading and character measuring (after `install()`).
+
+    Separate from `install()` so that a benchmark can time trdg as shipped first."""
+    global _cached
+    install()
+    if _cached:
+        return
+    import trdg.computer_text_generator
+
+    ctg = trdg.computer_text_generator
+    ctg.get_text_height = functools.lru_cache(maxsize=65536)(text_height)
+    ctg._compute_character_width = functools.lru_cache(maxsize=65536)(ctg._compute_character_width)
+    # computer_text_generator calls ImageFont.truetype(font=path, size=n) per image.
+    ctg.ImageFont = types.SimpleNamespace(truetype=lambda font, size: load_font(font, size))
+    _cached = True
+
+
+@functools.lru_cache(maxsize=256)
+def load_font(font: str, size: int):
+    """A FreeType font object, loaded once per (file, size) in each process."""
+    from PIL import ImageFont
+
+    return ImageFont.truetype(font=font, size=size)
