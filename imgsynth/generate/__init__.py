@@ -1,0 +1,1 @@
+"""Generative models: DCGAN/VAE training and sampling, diffusion."""
