@@ -13,7 +13,7 @@ from imgsynth.core.masks import tight_bbox
 from imgsynth.core.sample import Instance, Sample
 from imgsynth.io.atomic import atomic_write_bytes
 from imgsynth.io.image import encode_image
-from imgsynth.io.writers.manifest import manifest_line, record_from_sample
+from imgsynth.io.writers.manifest import record_from_sample
 
 CLASSES = ["cat", "dog", "bird"]  # not alphabetical: formats must keep this order
 
@@ -52,7 +52,7 @@ def write_output(out_dir: Path, samples: list[Sample]) -> list[dict]:
         atomic_write_bytes(out_dir / rel, data)
         records.append(record_from_sample(sample, {"image": rel},
                                           {rel: hashlib.sha256(data).hexdigest()}))
-    (out_dir / "manifest.jsonl").write_text("".join(manifest_line(r) for r in records))
+    (out_dir / "manifest.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
     return json.loads(json.dumps(records))
 
 

@@ -26,7 +26,7 @@ import numpy as np
 
 from imgsynth.core.boxes import Box, clip_xyxy, is_empty
 from imgsynth.core.errors import InputError
-from imgsynth.core.masks import polygons_to_mask
+from imgsynth.core.masks import polygons_to_mask, tight_bbox
 from imgsynth.core.sample import Instance, Sample
 from imgsynth.io.image import decode_image
 
@@ -51,6 +51,7 @@ class InstanceLabel:
     occluded: float = 0.0
     difficult: bool = False
     iscrowd: bool = False
+    bbox_from_mask: bool = False  # the file states no box (YOLO segment): use tight_bbox(mask)
 
 
 @dataclass
@@ -128,7 +129,10 @@ def _to_instance(lab: InstanceLabel, height: int, width: int, entry: ImageEntry)
         mask = rle_decode(lab.rle)
     elif lab.polygons:
         mask = polygons_to_mask(lab.polygons, height, width)
-    return Instance(class_name=lab.class_name, bbox_xyxy=clip_xyxy(lab.bbox_xyxy, width, height),
+    box = clip_xyxy(lab.bbox_xyxy, width, height)
+    if lab.bbox_from_mask and mask is not None and mask.any():
+        box = tight_bbox(mask)
+    return Instance(class_name=lab.class_name, bbox_xyxy=box,
                     mask=mask, polygons=lab.polygons, truncated=lab.truncated,
                     occluded=lab.occluded, difficult=lab.difficult, iscrowd=lab.iscrowd)
 

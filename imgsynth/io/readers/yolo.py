@@ -5,7 +5,8 @@ Images live under a folder named `images` (any depth: `images/train/a.jpg`); the
 file is a background image (no objects); a label file without an image is an error.
 Lines: `cls cx cy w h` (detect) or `cls x1 y1 x2 y2 ...` (segment, >= 3 points), all
 normalized to [0, 1]; coordinates outside are clipped (counted). Class names come from
-`data.yaml` (`names` as list or {id: name}) or `classes.txt`.
+`data.yaml` (`names` as list or {id: name}) or `classes.txt`. A segment line's box is
+the tight box of its rasterized mask (`polygons_to_mask`), as for every masked instance.
 
 The dataset path may be the dataset folder, a folder under `images/`, or the data.yaml
 (then every folder it lists under train/val/test is read).
@@ -167,5 +168,5 @@ def parse_label_file(path: Path, names: list[str], issues: Counter) -> list[Inst
         box = checked_box(box, (1, 1), issues, f"{path}: {where}")
         if box is not None:
             instances.append(InstanceLabel(class_name=names[int(cls)], bbox_xyxy=box,
-                                           polygons=polygons))
+                                           polygons=polygons, bbox_from_mask=polygons is not None))
     return instances

@@ -79,11 +79,6 @@ def jsonable(value: Any) -> Any:
     return value
 
 
-def manifest_line(record: dict) -> str:
-    """One line of manifest.jsonl (compact, keys in record order: deterministic bytes)."""
-    return json.dumps(record, ensure_ascii=False, separators=(",", ":")) + "\n"
-
-
 def read_manifest(path: str | Path) -> list[dict]:
     path = Path(path)
     try:
