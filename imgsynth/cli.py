@@ -19,10 +19,14 @@ SetOption = Annotated[Optional[list[str]], typer.Option(
     "--set", help="Override a recipe key: dotted.key=value (repeatable).")]
 
 
-def _fail(err: ImgsynthError) -> None:
+def _fail(err: ImgsynthError, hint: str | None = None) -> None:
     from rich.console import Console
+    from rich.markup import escape
 
-    Console(stderr=True, highlight=False, soft_wrap=True).print(f"[bold red]error:[/] {err}", markup=True)
+    console = Console(stderr=True, highlight=False, soft_wrap=True)
+    console.print(f"[bold red]error:[/] {escape(str(err))}")
+    if hint:
+        console.print(escape(hint))
     raise typer.Exit(err.exit_code)
 
 
@@ -43,7 +47,8 @@ def run(recipe: Annotated[Path, typer.Argument(help="Recipe YAML file.")],
         summary = run_recipe(recipe, out, seed=seed, count=count, workers=workers, engine=engine,
                              overrides=tuple(set_ or ()), resume=resume, quiet=quiet)
     except ImgsynthError as err:
-        _fail(err)
+        _fail(err, f"what was written is valid; finish with: imgsynth run {recipe} --out {out} --resume"
+              if err.exit_code == 1 else None)
     except KeyboardInterrupt:
         print(f"interrupted: what was written is valid; finish with "
               f"imgsynth run {recipe} --out {out} --resume", file=sys.stderr)

@@ -61,52 +61,118 @@ def versions() -> dict[str, str]:
     return found
 
 
+@dataclass
+class Part:
+    """One data set of a run: the whole recipe, or one entry of its `parts:`."""
+
+    name: str | None
+    recipe: Recipe
+    resolved: dict[str, Any]
+
+    def out(self, out_dir: Path) -> Path:
+        return out_dir / self.name if self.name else out_dir
+
+
+SHARED_KEYS = ("seed", "on_error", "workers", "engine")
+
+
 def prepare(recipe_path: str | Path, *, seed: int | None = None, count: int | None = None,
             workers: int | None = None, engine: str | None = None,
-            overrides: tuple[str, ...] | list[str] = ()) -> tuple[Recipe, dict[str, Any]]:
-    """Load, override and validate a recipe; return it and its resolved (saved) form."""
+            overrides: tuple[str, ...] | list[str] = ()) -> tuple[list[Part], dict[str, Any]]:
+    """Load, override and validate a recipe; return its parts and its resolved (saved) form.
+
+    A recipe with `parts: {name: {...}}` makes one data set per part in DIR/<name>/; the
+    top-level seed/on_error/workers/engine apply to every part unless the part sets them.
+    """
     data = load_yaml(recipe_path)
     data.pop("imgsynth", None)
-    cli = [f"{k}={v}" for k, v in (("seed", seed), ("count", count), ("workers", workers),
-                                   ("engine", engine)) if v is not None]
-    data = apply_overrides(data, list(overrides) + cli)
-    recipe = parse_recipe(data, file=str(recipe_path))
+    data = apply_overrides(data, list(overrides))
+    cli = {k: v for k, v in (("seed", seed), ("count", count), ("workers", workers),
+                             ("engine", engine)) if v is not None}
+    file = str(recipe_path)
+    if "parts" not in data:
+        part = _prepare_part(None, {**data, **cli}, file)
+        return [part], part.resolved
+    parts_data = data.pop("parts")
+    unknown = [k for k in data if k not in SHARED_KEYS]
+    if unknown:
+        raise RecipeError(f"with 'parts', the top level takes only {', '.join(SHARED_KEYS)}; "
+                          f"move '{unknown[0]}' into a part", key=unknown[0], file=file)
+    if not isinstance(parts_data, dict) or not parts_data:
+        raise RecipeError("expected a mapping of part names to recipes", key="parts", file=file)
+    parts = []
+    for name, part_data in parts_data.items():
+        if not isinstance(part_data, dict):
+            raise RecipeError("expected a recipe mapping", key=f"parts.{name}", file=file)
+        if not str(name).isidentifier():
+            raise RecipeError("part names are folder names: letters, digits and _",
+                              key=f"parts.{name}", file=file)
+        merged = {**data, **part_data, **cli, "name": str(name)}
+        parts.append(_prepare_part(str(name), merged, file, prefix=f"parts.{name}"))
+    return parts, {"parts": {p.name: p.resolved for p in parts}}
+
+
+def _prepare_part(name: str | None, data: dict[str, Any], file: str, prefix: str = "") -> Part:
+    try:
+        recipe = parse_recipe(data, file=file)
+    except RecipeError as err:
+        if prefix:
+            err.message = err.message.replace("\n  ", f"\n  {prefix}.")
+            err.key = f"{prefix}.{err.key}" if err.key else None
+        raise
+    key = f"{prefix}.count" if prefix else "count"
     if recipe.count is None:
         offered = recipe.source.count()
         if offered is None:
             raise RecipeError(f"the '{recipe.source.type}' source needs a sample count",
-                              key="count", fix="add 'count: N' to the recipe or pass --count N")
+                              key=key, file=file, fix="add 'count: N' to the recipe or pass --count N")
         recipe = recipe.model_copy(update={"count": offered})
     for i, fmt in enumerate(recipe.output.formats):
-        lookup(FORMATS, fmt, key=f"output.formats.{i}", what="label format")
-    return recipe, resolved_dict(recipe)
+        lookup(FORMATS, fmt, key=f"{prefix + '.' if prefix else ''}output.formats.{i}",
+               what="label format")
+    return Part(name, recipe, resolved_dict(recipe))
 
 
 def run_recipe(recipe_path: str | Path, out_dir: str | Path, *, seed: int | None = None,
                count: int | None = None, workers: int | None = None, engine: str | None = None,
                overrides: tuple[str, ...] | list[str] = (), resume: bool = False,
                quiet: bool = False) -> RunSummary:
+    """Run a recipe into out_dir. Returns the summary (of all parts together)."""
     t0 = time.perf_counter()
     out_dir = Path(out_dir)
-    recipe, resolved = prepare(recipe_path, seed=seed, count=count, workers=workers,
-                               engine=engine, overrides=overrides)
+    parts, resolved = prepare(recipe_path, seed=seed, count=count, workers=workers,
+                              engine=engine, overrides=overrides)
     _check_out_dir(out_dir, resolved, resume)
-    classes = recipe.output.classes or recipe.source.classes()
-    # Building once here surfaces missing files/models/fonts before anything is written.
-    pipeline = Pipeline(recipe, out_dir, classes)
+    # Building every pipeline first surfaces missing files/models/fonts before anything is written.
+    pipelines = []
+    for part in parts:
+        classes = part.recipe.output.classes or part.recipe.source.classes()
+        pipelines.append((part, classes, Pipeline(part.recipe, part.out(out_dir), classes)))
 
-    saved = dict(resolved, imgsynth=versions())
     out_dir.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(out_dir / "recipe.yaml", dump_yaml(saved))
+    atomic_write_text(out_dir / "recipe.yaml", dump_yaml(dict(resolved, imgsynth=versions())))
     _remove_temp_files(out_dir)
+    summary = RunSummary(out_dir=out_dir, count=0)
+    for part, classes, pipeline in pipelines:
+        _run_part(part, classes, pipeline, part.out(out_dir), summary, quiet)
+    if len(parts) > 1 and any(p.recipe.output.preview for p in parts):
+        from imgsynth.preview import stack_previews
 
+        stack_previews([(p.name, p.out(out_dir) / "preview.png") for p in parts],
+                       out_dir / "preview.png")
+    summary.seconds = time.perf_counter() - t0
+    return summary
+
+
+def _run_part(part: Part, classes: list[str] | None, pipeline: Pipeline, out_dir: Path,
+              summary: RunSummary, quiet: bool) -> None:
+    recipe = part.recipe
     total = recipe.count
     size = chunk_size_for(total)
     chunks = [(c, c * size, min(total, (c + 1) * size)) for c in range(math.ceil(total / size))]
     todo = [ch for ch in chunks if not chunk_path(out_dir, ch[0]).exists()]
     done_before = total - sum(stop - start for _, start, stop in todo)
-    summary = RunSummary(out_dir=out_dir, count=total)
-    progress = Progress(total, done_before, quiet=quiet)
+    progress = Progress(total, done_before, label=part.name or "samples", quiet=quiet)
 
     def on_done(result: ChunkResult) -> None:
         progress.advance(result.written + result.skipped + result.failed)
@@ -115,19 +181,18 @@ def run_recipe(recipe_path: str | Path, out_dir: str | Path, *, seed: int | None
         if recipe.engine == "ray":
             from imgsynth.engine.ray import run_ray
 
-            run_ray(resolved, out_dir, classes, todo, recipe.workers, on_done)
+            run_ray(part.resolved, out_dir, classes, todo, recipe.workers, on_done)
         elif recipe.workers == 1:
             for chunk_id, start, stop in todo:
                 on_done(pipeline.run_chunk(chunk_id, range(start, stop)))
         else:
             from imgsynth.engine.local import run_local
 
-            run_local(resolved, out_dir, classes, todo, recipe.workers, on_done)
+            run_local(part.resolved, out_dir, classes, todo, recipe.workers, on_done)
     finally:
         progress.close()
+    summary.count += total
     finalize(recipe, out_dir, len(chunks), classes, summary)
-    summary.seconds = time.perf_counter() - t0
-    return summary
 
 
 def _check_out_dir(out_dir: Path, resolved: dict[str, Any], resume: bool) -> None:
@@ -186,9 +251,9 @@ def finalize(recipe: Recipe, out_dir: Path, n_chunks: int, classes: list[str] | 
                 errors.append(rec)
             else:
                 records.append(rec)
-    summary.written = len(records)
-    summary.skipped = Counter(r["skipped"] for r in skipped)
-    summary.failed = len(errors)
+    summary.written += len(records)
+    summary.skipped.update(r["skipped"] for r in skipped)
+    summary.failed += len(errors)
     _write_jsonl(out_dir / "manifest.jsonl", records)
     for name, rows in (("skipped.jsonl", skipped), ("errors.jsonl", errors)):
         if rows:

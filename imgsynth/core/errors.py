@@ -52,6 +52,12 @@ class MissingModelError(ImgsynthError):
     """Model weights are not available locally; nothing is downloaded at run time."""
 
 
+class RunError(ImgsynthError):
+    """The run failed at run time (exit 1); what was written is valid and --resume completes it."""
+
+    exit_code = 1
+
+
 class SampleError(ImgsynthError):
     """One sample failed at run time; carries its index and source files (exit 1)."""
 

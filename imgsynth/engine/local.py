@@ -11,10 +11,12 @@ import multiprocessing
 import os
 from collections.abc import Callable, Iterable
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from imgsynth.core.errors import RunError
 from imgsynth.engine.pipeline import ChunkResult, Pipeline
 
 THREAD_ENV = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS",
@@ -93,5 +95,8 @@ def run_local(resolved: dict[str, Any], out_dir: Path, classes: list[str] | None
                 on_done(fut.result())
                 if failure is None:
                     submit_next()
+        if isinstance(failure, BrokenProcessPool):
+            raise RunError("a worker process died (killed, or out of memory)",
+                           fix="lower --workers if memory is short, then rerun with --resume")
         if failure is not None:
             raise failure

@@ -176,13 +176,19 @@ def load_recipe(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -
 
 
 def stage_names(recipe: Recipe) -> tuple[str, list[str]]:
-    """Names that key the per-sample rng: the source's type, and `<i>.<type>` per stage."""
-    return recipe.source.type, [f"{i}.{s.type}" for i, s in enumerate(recipe.stages)]
+    """Names that key the per-sample rng: the source's type, and `<i>.<type>` per stage,
+    prefixed by the part name in a multi-part recipe."""
+    prefix = f"{recipe.name}/" if recipe.name else ""
+    return (prefix + recipe.source.type,
+            [f"{prefix}{i}.{s.type}" for i, s in enumerate(recipe.stages)])
 
 
 def resolved_dict(recipe: Recipe) -> dict[str, Any]:
     """The recipe as saved in DIR/recipe.yaml: defaults filled, execution keys left out."""
-    data = recipe.model_dump(mode="json", exclude=set(EXECUTION_KEYS) | {"imgsynth"})
+    data = recipe.model_dump(mode="json", exclude=set(EXECUTION_KEYS) | {"imgsynth"},
+                             exclude_none=False)
+    if data.get("name") is None:
+        data.pop("name", None)
     data["source"] = recipe.source.model_dump(mode="json")
     data["stages"] = [s.model_dump(mode="json") for s in recipe.stages]
     return data

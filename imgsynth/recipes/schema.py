@@ -37,6 +37,8 @@ class Recipe(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
+    name: str | None = Field(None, description="Part name, set by imgsynth for entries of `parts:`; "
+                             "it keys the per-sample randomness so parts differ.")
     seed: int = Field(0, ge=0, description="Run seed; with the recipe it fixes every output byte.")
     count: int | None = Field(None, ge=1, description="Samples to make. Default: what the source offers (e.g. images x copies).")
     workers: int = Field(1, ge=1, le=512, description="Worker processes of the local engine.")

@@ -50,8 +50,8 @@ def test_saved_recipe_reproduces_the_run(tmp_path, coco_dataset):
 
 
 def test_resume_after_sigkill_gives_identical_files(tmp_path):
-    data = make_coco_dataset(tmp_path / "data", n_images=4, size=(480, 640))
-    recipe = _recipe(tmp_path, data, copies=120)  # 480 samples, 60 chunks of 8
+    data = make_coco_dataset(tmp_path / "data", n_images=4, size=(240, 320))
+    recipe = _recipe(tmp_path, data, copies=60)  # 240 samples, 30 chunks of 8
     reference = tmp_path / "reference"
     run_recipe(recipe, reference, quiet=True)
 
@@ -69,7 +69,7 @@ def test_resume_after_sigkill_gives_identical_files(tmp_path):
     proc.wait()
     assert not (out / "manifest.jsonl").exists()
     n_done = len(list(chunks.iterdir()))
-    assert 3 <= n_done < 60
+    assert 3 <= n_done < 30
 
     done = subprocess.run(cmd + ["--resume"], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr

@@ -1,0 +1,123 @@
+"""What a user sees from the command line: exit codes, messages, nothing written on errors."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+from typer.testing import CliRunner
+
+from imgsynth.cli import app
+from tests.conftest import write_recipe
+
+runner = CliRunner()
+
+
+def _run(*args: str):
+    return runner.invoke(app, list(args))
+
+
+def _dataset_recipe(tmp_path: Path, data: Path, extra: str = "") -> Path:
+    return write_recipe(tmp_path / "r.yaml", f"""
+seed: 1
+source:
+  type: dataset
+  path: {data}
+  copies: 2
+output:
+  formats: [coco]
+  preview: false
+{extra}""")
+
+
+def test_run_writes_a_dataset_and_exits_0(tmp_path, coco_dataset):
+    recipe = _dataset_recipe(tmp_path, coco_dataset)
+    result = _run("run", str(recipe), "--out", str(tmp_path / "out"), "--quiet")
+    assert result.exit_code == 0, result.output
+    assert len(list((tmp_path / "out" / "images").iterdir())) == 12
+    assert (tmp_path / "out" / "annotations.json").exists()
+
+
+def test_unknown_key_names_the_key_with_did_you_mean_and_writes_nothing(tmp_path, coco_dataset):
+    recipe = _dataset_recipe(tmp_path, coco_dataset, "sed: 3\n")
+    out = tmp_path / "out"
+    result = _run("run", str(recipe), "--out", str(out))
+    assert result.exit_code == 2
+    assert "sed: unknown key. Did you mean 'seed'?" in result.output
+    assert not out.exists()
+
+
+def test_nested_typo_and_wrong_type_name_the_dotted_path(tmp_path, coco_dataset):
+    recipe = _dataset_recipe(tmp_path, coco_dataset)
+    result = _run("run", str(recipe), "--out", str(tmp_path / "o"), "--set", "output.image_fromat=jpg")
+    assert result.exit_code == 2
+    assert "output.image_fromat: unknown key. Did you mean 'image_format'?" in result.output
+    result = _run("run", str(recipe), "--out", str(tmp_path / "o"), "--set", "output.quality=500")
+    assert result.exit_code == 2 and "output.quality" in result.output and "100" in result.output
+    result = _run("run", str(recipe), "--out", str(tmp_path / "o"), "--set", "source.copies=many")
+    assert result.exit_code == 2 and "source.copies" in result.output
+    assert not (tmp_path / "o").exists()
+
+
+def test_unknown_source_type_and_format_suggest_the_fix(tmp_path, coco_dataset):
+    recipe = _dataset_recipe(tmp_path, coco_dataset)
+    result = _run("validate", str(recipe), "--set", "source.type=datset")
+    assert result.exit_code == 2 and "Did you mean 'dataset'?" in result.output
+    result = _run("validate", str(recipe), "--set", "output.formats=[coco, yolov]")
+    assert result.exit_code == 2 and "output.formats.1" in result.output and "'yolo'" in result.output
+
+
+def test_missing_dataset_folder_is_named(tmp_path):
+    recipe = _dataset_recipe(tmp_path, tmp_path / "nowhere")
+    result = _run("run", str(recipe), "--out", str(tmp_path / "out"))
+    assert result.exit_code == 2
+    assert "source.path" in result.output and "nowhere" in result.output
+    assert not (tmp_path / "out").exists()
+
+
+def test_bad_yaml_and_missing_recipe(tmp_path):
+    bad = write_recipe(tmp_path / "bad.yaml", "source: [unclosed\n")
+    result = _run("validate", str(bad))
+    assert result.exit_code == 2 and "bad.yaml" in result.output and "line" in result.output
+    result = _run("validate", str(tmp_path / "absent.yaml"))
+    assert result.exit_code == 2 and "not found" in result.output
+
+
+def test_failing_sample_exits_1_and_resume_completes(tmp_path, coco_dataset):
+    victim = sorted((coco_dataset / "images").iterdir())[3]
+    good = victim.read_bytes()
+    victim.write_bytes(b"")  # zero-byte image
+    recipe = _dataset_recipe(tmp_path, coco_dataset)
+    out = tmp_path / "out"
+    result = _run("run", str(recipe), "--out", str(out), "--quiet")
+    assert result.exit_code == 1
+    assert victim.name in result.output and "0 bytes" in result.output and "--resume" in result.output
+    assert not (out / "manifest.jsonl").exists()
+    victim.write_bytes(good)
+    result = _run("run", str(recipe), "--out", str(out), "--quiet", "--resume")
+    assert result.exit_code == 0, result.output
+    assert len((out / "manifest.jsonl").read_text().splitlines()) == 12
+
+
+def test_on_error_skip_records_the_failure(tmp_path, coco_dataset):
+    victim = sorted((coco_dataset / "images").iterdir())[0]
+    victim.write_bytes(b"not an image")
+    recipe = _dataset_recipe(tmp_path, coco_dataset, "on_error: skip\n")
+    out = tmp_path / "out"
+    result = _run("run", str(recipe), "--out", str(out), "--quiet")
+    assert result.exit_code == 0, result.output
+    errors = (out / "errors.jsonl").read_text().splitlines()
+    assert len(errors) == 2 and all(victim.name in line for line in errors)
+    assert len((out / "manifest.jsonl").read_text().splitlines()) == 10
+
+
+def test_help_and_import_do_not_load_heavy_modules():
+    code = ("import sys; sys.argv = ['imgsynth', '--help']\n"
+            "import imgsynth, imgsynth.run\n"
+            "from imgsynth.cli import main\n"
+            "try:\n    main()\nexcept SystemExit:\n    pass\n"
+            "heavy = [m for m in ('torch', 'diffusers', 'transformers', 'ray') if m in sys.modules]\n"
+            "print('HEAVY', heavy)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert "Usage" in out and "HEAVY []" in out
