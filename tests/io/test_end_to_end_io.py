@@ -46,3 +46,23 @@ def test_run_writes_every_format_and_each_reads_back_as_the_source(tmp_path):
         assert all(np.array_equal(g.mask, w.mask) for g, w in zip(coco_back.instances, want.instances))
     assert len(list((out / "semantic").glob("*.png"))) == 12
     assert (out / "metadata.jsonl").read_text().count("\n") == 12
+
+
+def test_run_on_an_imagefolder_writes_classification_formats(tmp_path):
+    from PIL import Image
+
+    data = tmp_path / "data"
+    for k, name in enumerate(["zebra", "apple", "zebra"]):
+        (data / name).mkdir(parents=True, exist_ok=True)
+        Image.fromarray(np.full((8, 10, 3), 40 * k, dtype=np.uint8)).save(data / name / f"{k}.png")
+    recipe = tmp_path / "recipe.yaml"
+    recipe.write_text(f"source:\n  type: dataset\n  path: {data}\n  include_originals: true\n  copies: 0\n"
+                      "output:\n  formats: [imagefolder, csv, hf]\n  preview: false\n")
+    out = tmp_path / "out"
+    assert run_recipe(recipe, out, quiet=True).written == 3
+    assert (out / "labels.csv").read_text().splitlines() == [
+        "file,label", "images/00000001.png,apple", "images/00000002.png,zebra", "images/00000003.png,zebra"]
+    back = read_dataset(out)
+    assert back.format == "imagefolder" and back.classes == ["apple", "zebra"]
+    assert [back.load(i).label for i in range(3)] == ["apple", "zebra", "zebra"]
+    assert '"label":"apple"' in (out / "metadata.jsonl").read_text()
