@@ -1,0 +1,1 @@
+"""Cut-and-paste compositing: objects on backgrounds, copy-paste augmentation."""
