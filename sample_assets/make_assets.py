@@ -74,7 +74,7 @@ def coordinates(height: int, width: int) -> tuple[np.ndarray, np.ndarray]:
 # ---------------------------------------------------------------- backgrounds
 
 def sky_background(rng, width, height):
-    xs, ys = coordinates(height, width)
+    _, ys = coordinates(height, width)
     sky = blend_colors(ys / height, (70, 120, 200), (185, 215, 240))
     clouds = np.clip((fractal_noise(rng, height, width, 6) - 0.45) * 2.5, 0, 1)
     cloud = clouds[..., None]
@@ -105,7 +105,7 @@ def tile_background(rng, width, height):
 
 
 def bokeh_background(rng, width, height):
-    xs, ys = coordinates(height, width)
+    _, ys = coordinates(height, width)
     image = blend_colors(ys / height, (20, 18, 35), (60, 40, 55))
     light = np.zeros_like(image)
     for _ in range(40):
@@ -266,7 +266,7 @@ def dataset_scene(index: int):
     """One 320x240 image with 1-4 shapes: (image, [(class_name, visible_mask)])."""
     width, height = DATASET_SIZE
     rng = sample_rng(SEED, "dataset/shapes", index)
-    name, make_background, _, _ = BACKGROUNDS[index % len(BACKGROUNDS)]
+    _, make_background, _, _ = BACKGROUNDS[index % len(BACKGROUNDS)]
     background = make_background(rng, width, height)
     count = int(rng.integers(1, 5))
     for _attempt in range(100):
