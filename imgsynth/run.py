@@ -243,7 +243,8 @@ def finalize(recipe: Recipe, out_dir: Path, n_chunks: int, classes: list[str] | 
     skipped: list[dict[str, Any]] = []
     errors: list[dict[str, Any]] = []
     for chunk_id in range(n_chunks):
-        for line in chunk_path(out_dir, chunk_id).read_text(encoding="utf-8").splitlines():
+        text = chunk_path(out_dir, chunk_id).read_text(encoding="utf-8")
+        for line in filter(None, text.split("\n")):  # not splitlines: texts may hold U+2028
             rec = json.loads(line)
             if "skipped" in rec:
                 skipped.append(rec)

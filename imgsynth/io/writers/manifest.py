@@ -47,7 +47,7 @@ def record_from_sample(sample: Sample, files: dict[str, str], sha256: dict[str, 
 def instance_record(inst: Instance) -> dict:
     box = [round(float(v), DECIMALS) for v in inst.bbox_xyxy]
     has_mask = inst.mask is not None
-    return {
+    record = {
         "class": inst.class_name,
         "bbox_xyxy": box,
         "area": mask_area(inst.mask) if has_mask else round(box_area(tuple(box)), DECIMALS),
@@ -62,6 +62,9 @@ def instance_record(inst: Instance) -> dict:
         "difficult": bool(inst.difficult),
         "iscrowd": bool(inst.iscrowd),
     }
+    if inst.attributes:  # e.g. the transcription of a word box (OCR), read by the OCR writers
+        record["attributes"] = jsonable(inst.attributes)
+    return record
 
 
 def jsonable(value: Any) -> Any:
@@ -82,7 +85,7 @@ def jsonable(value: Any) -> Any:
 def read_manifest(path: str | Path) -> list[dict]:
     path = Path(path)
     try:
-        lines = path.read_text(encoding="utf-8").splitlines()
+        lines = path.read_text(encoding="utf-8").split("\n")  # not splitlines: texts may hold U+2028
     except FileNotFoundError:
         raise InputError("manifest not found", file=str(path),
                          fix="give an imgsynth output folder (it holds manifest.jsonl)") from None
