@@ -26,7 +26,7 @@ from imgsynth.io.atomic import atomic_write_bytes
 from imgsynth.io.image import decode_image, encode_image, is_image_file
 
 GRID_TILE = 240  # image area of a grid tile, px (square)
-WIDE_TILE = (760, 96)  # image area of an OCR tile (width, height)
+WIDE_TILE = (760, 96)  # largest image area of an OCR tile (width, height)
 MAX_UPSCALE = 8.0  # tiny images (digits, text crops) are enlarged up to this factor
 GAP = 10
 MASK_OPACITY = 0.45
@@ -63,10 +63,14 @@ def make_preview(out_dir: Path, n: int = 16, dest: Path | None = None) -> Path:
     chosen = [records[k] for k in spread_indices(len(records), n)]
     counts = class_counts(records)
     colors = class_colors(sorted(counts))
-    wide = all(rec.get("text") for rec in chosen)
-    area = WIDE_TILE if wide else grid_area(chosen)
-    second_line = any(rec.get("text") is not None or rec.get("label") is not None for rec in chosen)
-    tiles = [render_tile(out_dir, rec, colors, area, second_line) for rec in chosen]
+    # Text lines (wide, short) get one column of wide tiles; scene text keeps the grid.
+    wide = all(rec.get("text") for rec in chosen) and median_aspect(chosen) <= 0.5
+    area = wide_area(chosen) if wide else grid_area(chosen)
+    # Grid captions: the id line, plus a label/text line when any shown sample has one.
+    # Wide tiles print the text on the id line.
+    lines = 1 if wide or not any(rec.get("text") is not None or rec.get("label") is not None
+                                 for rec in chosen) else 2
+    tiles = [render_tile(out_dir, rec, colors, area, lines) for rec in chosen]
     columns = 1 if wide else math.ceil(math.sqrt(len(tiles)))
     header = (f"{out_dir.resolve().name}: {len(records)} samples, showing {len(chosen)}"
               + (" spread evenly" if len(chosen) < len(records) else ""))
@@ -226,25 +230,37 @@ def fit_scale(width: int, height: int, area_w: int, area_h: int) -> float:
     return min(area_w / width, area_h / height, MAX_UPSCALE)
 
 
-def grid_area(records: list[dict]) -> tuple[int, int]:
-    """Grid tile image area: GRID_TILE wide, as high as the typical (median) image aspect
-    asks, so 4:3 sets do not waste a third of the sheet on empty bands."""
+def median_aspect(records: list[dict]) -> float:
+    """Median height / width from the manifest sizes (0.0 when no record states one)."""
     aspects = sorted(rec["height"] / rec["width"] for rec in records
                      if isinstance(rec.get("width"), int) and isinstance(rec.get("height"), int)
                      and rec["width"] > 0 and rec["height"] > 0)
-    aspect = aspects[len(aspects) // 2] if aspects else 1.0
+    return aspects[len(aspects) // 2] if aspects else 0.0
+
+
+def grid_area(records: list[dict]) -> tuple[int, int]:
+    """Grid tile image area: GRID_TILE wide, as high as the typical image aspect asks,
+    so 4:3 sets do not waste a quarter of the sheet on empty bands."""
+    aspect = median_aspect(records) or 1.0
     return GRID_TILE, round(GRID_TILE * min(max(aspect, 0.5), 1.5))
 
 
+def wide_area(records: list[dict]) -> tuple[int, int]:
+    """OCR tile image area: full width, only as high as a typical line needs."""
+    width, most = WIDE_TILE
+    return width, min(most, max(32, round(width * median_aspect(records))))
+
+
 def render_tile(out_dir: Path, rec: dict, colors: dict, area: tuple[int, int],
-                second_line: bool) -> np.ndarray:
-    """One tile: the annotated image, then the id (and label or text) under it."""
+                caption_lines: int) -> np.ndarray:
+    """One tile: the annotated image, then the id and the label or text under it."""
     import cv2
     from PIL import Image, ImageDraw
 
     area_w, area_h = area
-    caption_size = 16 if area_w >= WIDE_TILE[0] else 12
-    caption_h = (2 if second_line else 1) * (caption_size + 6) + 4
+    wide = area_w >= WIDE_TILE[0]
+    caption_size = 16 if wide else 12
+    caption_h = caption_lines * caption_line_height(caption_size) + 4
     tile = Image.new("RGB", (area_w, area_h + caption_h), SHEET_BACKGROUND)
     draw = ImageDraw.Draw(tile)
     draw.rectangle((0, 0, area_w - 1, area_h - 1), fill=IMAGE_BACKGROUND)
@@ -268,7 +284,8 @@ def render_tile(out_dir: Path, rec: dict, colors: dict, area: tuple[int, int],
         x0, y0 = (area_w - size[0]) // 2, (area_h - size[1]) // 2
         tile.paste(Image.fromarray(shown), (x0, y0))
         draw_boxes(draw, instances, colors, scale, (x0, y0), size)
-    draw_caption(draw, rec, colors, (0, area_h + 3), area_w, caption_size, len(instances))
+    draw_caption(draw, rec, colors, (0, area_h + 3), area_w, caption_size, len(instances),
+                 inline=wide)
     return np.asarray(tile)
 
 
@@ -295,27 +312,42 @@ def draw_boxes(draw, instances: list[dict], colors: dict, scale: float, origin, 
         draw.text((tag_x + 3, tag_y + 1), label, font=font, fill=text_on_color(color))
 
 
+def caption_line_height(size: int) -> int:
+    """Room for one caption line, with the deeper descenders of Arabic and Devanagari."""
+    return size + 10
+
+
 def draw_caption(draw, rec: dict, colors: dict, origin, width: int, size: int,
-                 n_instances: int) -> None:
-    x, y = origin
+                 n_instances: int, inline: bool) -> None:
+    """'#id  k objects', then the text or label: on the next line, or after it (inline).
+
+    Text is placed by its baseline so fonts of different scripts line up."""
+    x, top = origin
+    y = top + size  # baseline of the first line
     font = caption_font(size)
     rec_id = rec.get("id")
     title = f"#{rec_id}" if isinstance(rec_id, int) else printable_text(str(rec_id))
     if n_instances:
         title += f"  {n_instances} object{'s' if n_instances != 1 else ''}"
-    draw.text((x + 2, y), fit_text(title, font, width - 4), font=font, fill=MUTED_INK)
-    y += size + 6
+    title = fit_text(title, font, width - 4)
+    draw.text((x + 2, y), title, font=font, fill=MUTED_INK, anchor="ls")
+    if inline:
+        shift = round(font.getlength(title)) + 12
+        x, width = x + shift, width - shift
+    else:
+        y += caption_line_height(size)
     if rec.get("text") is not None:
         line = printable_text(str(rec["text"]))
         script = text_script(line)
         # Noto's Arabic/Devanagari glyphs are drawn smaller than DejaVu's at the same size.
         text_font = caption_font(size + 3 if script != "latin" else size, script)
-        draw.text((x + 2, y), fit_text(line, text_font, width - 4), font=text_font, fill=INK)
+        draw.text((x + 2, y), fit_text(line, text_font, width - 4), font=text_font, fill=INK,
+                  anchor="ls")
     elif rec.get("label") is not None:
         label = str(rec["label"])
-        draw.rectangle((x + 2, y + 3, x + 2 + size - 4, y + size - 1), fill=colors[label])
+        draw.rectangle((x + 2, y - size + 3, x + size - 2, y), fill=colors[label])
         draw.text((x + size + 2, y), fit_text(printable_text(label), font, width - size - 4),
-                  font=font, fill=INK)
+                  font=font, fill=INK, anchor="ls")
 
 
 # ---------------------------------------------------------------- sheet

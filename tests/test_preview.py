@@ -108,7 +108,7 @@ def test_ocr_text_is_printed_under_wide_tiles_in_one_column(tmp_path):
 
     def ink_under(block) -> np.ndarray:
         x1, _, x2, y2 = block
-        band = sheet[y2 + 1:y2 + 45, x1:x2 + 1].astype(int).sum(axis=2)
+        band = sheet[y2 + 1:y2 + 24, x1:x2 + 1].astype(int).sum(axis=2)  # the caption line
         return np.flatnonzero((band < 250).any(axis=0))  # columns holding dark text
 
     short, invoice, hostile = (ink_under(b) for b in blocks)
@@ -177,3 +177,13 @@ def test_run_then_preview_from_the_command_line(tmp_path):
         assert np.all(sheet == color, axis=2).sum() > 100  # boxes, tags and legend swatches
     assert decode_image(tmp_path / "p.png").shape[1] < sheet.shape[1]  # 2x2 instead of 4x3
     assert empty.exit_code == 2 and "not found" in empty.output
+
+
+def test_scene_text_with_square_images_keeps_the_grid(tmp_path):
+    write_manifest(tmp_path, [write_sample(tmp_path, k, uniform(100, 100), text=f"word {k}")
+                              for k in range(4)])
+
+    blocks = color_blocks(decode_image(make_preview(tmp_path)), GRAY)
+
+    assert len(blocks) == 4
+    assert len({b[0] for b in blocks}) == 2  # 2x2 grid, not one column of wide strips
