@@ -34,7 +34,7 @@ def to_label(text: str) -> str:
 
 
 def read_lines(path: str, *, key: str) -> list[str]:
-    """Non-empty lines of a UTF-8 file, stripped of surrounding whitespace."""
+    """Non-empty lines of a UTF-8 file, stripped of surrounding whitespace (and "\r")."""
     try:
         text = Path(path).read_text(encoding="utf-8")
     except FileNotFoundError:
@@ -44,7 +44,9 @@ def read_lines(path: str, *, key: str) -> list[str]:
                          fix="convert the file to UTF-8, e.g. iconv -t UTF-8") from None
     except OSError as exc:
         raise InputError(f"cannot read: {exc}", file=path) from None
-    lines = [line.strip() for line in text.splitlines()]
+    # Split on "\n" only (as every line tool does), not str.splitlines(), which would also
+    # split on U+2028, U+0085 and form feeds and so shift line numbers.
+    lines = [line.strip() for line in text.split("\n")]
     lines = [line for line in lines if line]
     if not lines:
         raise InputError("the file has no non-empty lines", file=path, fix=f"fill it or change '{key}'")

@@ -53,11 +53,12 @@ def load_background(path: str) -> np.ndarray:
 
 
 def check_renderable(label: str, max_chars: int) -> None:
-    """Leave out texts no image can show exactly: control characters (a tab, newline or
-    NUL has no glyph), texts without any visible character, over-long texts."""
+    """Leave out texts no image can show exactly: control characters and line/paragraph
+    separators (a tab, newline, U+2028 or NUL has no place in one drawn line), texts
+    without any visible character, over-long texts."""
     if len(label) > max_chars:
         raise SkipSample("text_too_long", f"{len(label)} characters > max_chars {max_chars}")
-    controls = [ch for ch in label if unicodedata.category(ch) in ("Cc", "Cs", "Cn")]
+    controls = [ch for ch in label if unicodedata.category(ch) in ("Cc", "Cs", "Cn", "Zl", "Zp")]
     if controls:
         raise SkipSample("control_character", f"{''.join(dict.fromkeys(controls))!r} cannot be drawn")
     if not label.strip():
