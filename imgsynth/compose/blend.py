@@ -58,6 +58,7 @@ def blend_poisson(bg: np.ndarray, fg: np.ndarray, alpha: np.ndarray, mixed: bool
 
     OpenCV centres the mask's bounding rect on `p`, so p is chosen to put it back where
     it is. OpenCV zeroes the mask's outer ring and writes to the mask, hence the copy.
+    Pixels outside the silhouette stay the background's.
     Falls back to a hard paste when the silhouette is too thin for a Poisson solve.
     """
     mask = hard_alpha(alpha)
@@ -67,8 +68,13 @@ def blend_poisson(bg: np.ndarray, fg: np.ndarray, alpha: np.ndarray, mixed: bool
     if w < 3 or h < 3:
         return blend_hard(bg, fg, alpha)
     flags = cv2.MIXED_CLONE if mixed else cv2.NORMAL_CLONE
-    return cv2.seamlessClone(np.ascontiguousarray(fg), np.ascontiguousarray(bg), mask,
-                             (x + w // 2, y + h // 2), flags)
+    inside = mask.copy()
+    cloned = cv2.seamlessClone(np.ascontiguousarray(fg), np.ascontiguousarray(bg), mask,
+                               (x + w // 2, y + h // 2), flags)
+    # OpenCV solves over the whole bounding rect; keep its result on the silhouette only.
+    out = bg.copy()
+    cv2.copyTo(cloned, inside, out)
+    return out
 
 
 def blend_pyramid(bg: np.ndarray, fg: np.ndarray, alpha: np.ndarray, levels: int) -> np.ndarray:

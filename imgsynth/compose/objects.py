@@ -137,7 +137,7 @@ def load_folder_library(cfg: ObjectLibraryConfig, key: str, *, unlabeled: bool =
 
 def load_coco_library(cfg: ObjectLibraryConfig, key: str, *, unlabeled: bool = False) -> ObjectLibrary:
     """Instances of a COCO dataset, cut out of their images by their segmentation."""
-    from imgsynth.io.readers.coco import read_dataset
+    from imgsynth.io.readers import read_dataset
 
     dataset = read_dataset(cfg.path, format="coco")
     library = ObjectLibrary()

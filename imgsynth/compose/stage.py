@@ -336,7 +336,7 @@ class CopyPasteSource:
     large-scale jitter; the target's own annotations lose the pixels that get covered."""
 
     def __init__(self, cfg: CopyPasteConfig, ctx: BuildContext):
-        from imgsynth.io.readers.coco import read_dataset
+        from imgsynth.io.readers import read_dataset
 
         self.cfg = cfg
         self.dataset = read_dataset(cfg.dataset, format=cfg.format)
@@ -359,7 +359,7 @@ class CopyPasteSource:
         image = _rgb(target.image).copy()
         height, width = image.shape[:2]
         base = self._with_pixels(target.instances, counts)
-        candidates = self._with_pixels(source.instances, counts)
+        candidates = [inst for _, inst in self._with_pixels(source.instances, counts)]
 
         scale = float(rng.uniform(*cfg.scale))
         flip = bool(rng.random() < cfg.flip_horizontal)
@@ -398,7 +398,7 @@ class CopyPasteSource:
             zbuf.paste(sil, x, y, inst.class_name)
 
         instances = []
-        for inst in base:
+        for k, inst in base:
             mask = uncovered_mask(inst.mask, zbuf.ids)
             area = int(np.count_nonzero(mask))
             total = int(np.count_nonzero(inst.mask))
@@ -408,7 +408,7 @@ class CopyPasteSource:
             instances.append(Instance(
                 class_name=inst.class_name, bbox_xyxy=tight_bbox(mask), mask=mask,
                 truncated=inst.truncated, occluded=1.0 - area / total, visible_fraction=area / total,
-                iscrowd=inst.iscrowd))
+                iscrowd=inst.iscrowd, attributes={"copy_paste": "kept", "original_index": k}))
         for vis in zbuf.instances():
             if vis.area < cfg.min_area or vis.visible_fraction < cfg.min_visible_fraction:
                 counts["pasted_hidden"] += 1
@@ -417,7 +417,7 @@ class CopyPasteSource:
                 class_name=vis.layer.class_name, bbox_xyxy=vis.bbox_xyxy, mask=vis.mask,
                 truncated=vis.truncated_fraction > 0, occluded=vis.occluded_fraction,
                 visible_fraction=vis.visible_fraction,
-                attributes={"truncated_fraction": vis.truncated_fraction}))
+                attributes={"copy_paste": "pasted", "truncated_fraction": vis.truncated_fraction}))
         if not instances and not base and not candidates:
             raise SkipSample("no_instances", f"images {target_index} and {source_index} have no masks")
         return Sample(
@@ -428,14 +428,14 @@ class CopyPasteSource:
                                  "left_out": dict(sorted((k, v) for k, v in counts.items() if v))}})
 
     @staticmethod
-    def _with_pixels(instances: list[Instance], counts: Counter) -> list[Instance]:
-        """Instances with a nonempty mask; the others are counted, never labeled."""
+    def _with_pixels(instances: list[Instance], counts: Counter) -> list[tuple[int, Instance]]:
+        """(position, instance) of those with a nonempty mask; the others are counted, never labeled."""
         kept = []
-        for inst in instances:
+        for k, inst in enumerate(instances):
             if inst.mask is None or not inst.mask.any():
                 counts["empty_segmentation"] += 1
             else:
-                kept.append(inst)
+                kept.append((k, inst))
         return kept
 
 
