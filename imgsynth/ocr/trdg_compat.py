@@ -68,7 +68,38 @@ def install_caches() -> None:
 
 @functools.lru_cache(maxsize=256)
 def load_font(font: str, size: int):
-    """A FreeType font object, loaded once per (file, size) in each process."""
+    """A font object, loaded once per (file, size) in each process."""
+    return _glyph_cached_font_class()(font=font, size=size)
+
+
+@functools.lru_cache(maxsize=1)
+def _glyph_cached_font_class():
     from PIL import ImageFont
 
-    return ImageFont.truetype(font=font, size=size)
+    class GlyphCachedFont(ImageFont.FreeTypeFont):
+        """A FreeType font that keeps the bitmap of every glyph it has rendered.
+
+        trdg draws a line one character at a time, twice (image and mask), so the same
+        few dozen glyphs are rasterised over and over; rasterising was half of its time.
+        A coverage mask (mode "L"/"1") does not depend on the ink colour, so the cache
+        key leaves the colour out; colour glyphs (mode "RGBA") are not cached."""
+
+        _glyph_limit = 8192
+
+        def getmask2(self, text, mode="", direction=None, features=None, language=None,
+                     stroke_width=0, anchor=None, ink=0, start=None, *args, **kwargs):
+            if mode == "RGBA" or args:
+                return super().getmask2(text, mode, direction, features, language, stroke_width,
+                                        anchor, ink, start, *args, **kwargs)
+            key = (text, mode, direction, tuple(features or ()), language, stroke_width, anchor,
+                   start, tuple(sorted(kwargs.items())))
+            cache = self.__dict__.setdefault("_glyphs", {})
+            found = cache.get(key)
+            if found is None:
+                if len(cache) >= self._glyph_limit:
+                    cache.clear()
+                found = cache[key] = super().getmask2(text, mode, direction, features, language,
+                                                      stroke_width, anchor, ink, start, **kwargs)
+            return found
+
+    return GlyphCachedFont
