@@ -364,13 +364,15 @@ class TrainingRun:
         save_grid(grids / f"samples_{self.step:08d}.png", samples, self.grid_cols)
         if self.kind == "vae":
             source = self.holdout if len(self.holdout) else self.train_set
+            # Rows of originals, each followed by the row of their reconstructions.
             n = min(len(source), max(8, cfg.grid_size // 2))
+            cols = min(n, 8)
+            n -= n % cols
             real = self._to_device(source.images[:n]).float() / 255
             labels = torch.from_numpy(source.labels[:n]).to(self.device) if cfg.conditional else None
             self.model.vae.eval()
             recon = images_to_uint8(self.model.reconstruct(real, labels))
             self.model.vae.train()
-            cols = min(n, 8)
             pairs = [block for start in range(0, n, cols)
                      for block in (source.images[start:start + cols], recon[start:start + cols])]
             save_grid(grids / f"recon_{self.step:08d}.png", np.concatenate(pairs), cols)

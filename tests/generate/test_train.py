@@ -1,0 +1,132 @@
+"""The shared training loop: exact resume, outputs a user watches, early stopping, errors."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from imgsynth.core.errors import RecipeError
+from imgsynth.generate.cli import load_train_recipe, train_command
+from imgsynth.generate.train import TrainingRun, load_checkpoint
+from imgsynth.io.image import decode_image
+from tests.generate.conftest import tiny_recipe
+
+
+def assert_same_weights(a_path, b_path):
+    a, b = load_checkpoint(a_path), load_checkpoint(b_path)
+    assert a["step"] == b["step"]
+    assert a["networks"].keys() == b["networks"].keys()
+    for net, state in a["networks"].items():
+        for key, tensor in state.items():
+            assert torch.equal(tensor, b["networks"][net][key]), f"{net}.{key} differs"
+    for name, opt in a["optimizers"].items():
+        for pid, moments in opt["state"].items():
+            for key, value in moments.items():
+                assert torch.equal(value, b["optimizers"][name]["state"][pid][key])
+
+
+@pytest.mark.parametrize("kind, options", [
+    # every source of randomness in the DCGAN step at once: DiffAugment, EMA, spectral norm
+    ("dcgan", {"conditional": True, "ema_decay": 0.9, "spectral_norm": True, "loss": "hinge",
+               "diffaugment": ["color", "translation", "cutout"], "label_smoothing": 0.1}),
+    ("vae", {"conditional": True, "beta_warmup_steps": 6}),
+])
+def test_resume_gives_the_same_weights_as_an_uninterrupted_run(tmp_path, kind, options):
+    # 13 training images / batch 4 = 3 batches per epoch: the 8 steps cross epochs, and
+    # the interruption at step 4 falls in the middle of the second epoch.
+    recipe = tiny_recipe(tmp_path, kind, batch_size=4, data={"kind": "digits", "limit": 14},
+                         memorization_samples=0, **options)
+    train_command(kind, recipe, tmp_path / "straight", overrides=["steps=8"], quiet=True)
+    train_command(kind, recipe, tmp_path / "resumed", overrides=["steps=4"], quiet=True)
+    train_command(kind, recipe, tmp_path / "resumed", resume=True, overrides=["steps=8"], quiet=True)
+    assert_same_weights(tmp_path / "straight/checkpoints/last.pt",
+                        tmp_path / "resumed/checkpoints/last.pt")
+    steps = [json.loads(line)["step"] for line in
+             (tmp_path / "resumed/metrics.jsonl").read_text().splitlines()
+             if "eval" not in json.loads(line)]
+    assert steps == [2, 4, 6, 8]
+
+
+def test_train_writes_checkpoints_grids_metrics_and_memorization(tmp_path):
+    recipe = tiny_recipe(tmp_path, "dcgan", conditional=True)
+    result = train_command("dcgan", recipe, tmp_path / "run", quiet=True)
+    run = tmp_path / "run"
+    assert result.step == 4
+    ckpt = load_checkpoint(run / "checkpoints/last.pt")
+    assert ckpt["kind"] == "dcgan" and ckpt["step"] == 4 and ckpt["classes"] == list("0123456789")
+    assert (run / "checkpoints/best.pt").exists()
+    # one grid per grid_every steps; 20 images in columns of 10 classes -> 2 rows of 32 px
+    grids = sorted(p.name for p in (run / "grids").iterdir())
+    assert grids == ["samples_00000002.png", "samples_00000004.png"]
+    grid = decode_image(run / "grids/samples_00000004.png", mode="L")
+    assert grid.shape == (2 * 34 + 2, 10 * 34 + 2)
+    assert grid[2:34, 2:34].std() > 0  # a generated image, not blank padding
+    lines = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    train_lines = [r for r in lines if "eval" not in r]
+    assert [r["step"] for r in train_lines] == [2, 4]
+    assert all(np.isfinite(r["loss_d"]) and np.isfinite(r["loss_g"]) for r in train_lines)
+    memo = json.loads((run / "memorization.json").read_text())
+    assert memo["samples"] == 16 and 0 < memo["sample_nn_median"] <= 1
+    assert memo["near_copies"] <= 16
+
+
+def test_vae_writes_reconstruction_grids_and_keeps_best_by_validation_loss(tmp_path):
+    recipe = tiny_recipe(tmp_path, "vae")
+    result = train_command("vae", recipe, tmp_path / "run", quiet=True)
+    assert result.best_by == "val_loss"  # 16 held-out digits: too few for FID
+    evals = [json.loads(line) for line in (tmp_path / "run/metrics.jsonl").read_text().splitlines()
+             if "eval" in json.loads(line)]
+    assert [e["step"] for e in evals] == [2, 4]
+    best = min(e["eval"]["val_loss"] for e in evals)
+    assert result.best_metric == pytest.approx(best, rel=1e-5)
+    recon = decode_image(tmp_path / "run/grids/recon_00000004.png", mode="L")
+    # grid_size 20 -> 8 originals in one row, their reconstructions in the row below
+    assert recon.shape == (2 * 34 + 2, 8 * 34 + 2)
+    assert np.abs(recon[2:34].astype(int) - recon[36:68].astype(int)).mean() > 0
+
+
+def test_early_stopping_after_patience_evaluations_without_improvement(tmp_path, monkeypatch):
+    values = iter([3.0, 2.0, 2.5, 2.6, 1.0])
+    monkeypatch.setattr(TrainingRun, "evaluate", lambda self: next(values))
+    recipe = tiny_recipe(tmp_path, "vae", steps=10, eval_every=1, early_stopping_patience=2)
+    result = train_command("vae", recipe, tmp_path / "run", quiet=True)
+    assert result.stopped_early and result.step == 4
+    assert result.best_metric == 2.0
+    assert load_checkpoint(tmp_path / "run/checkpoints/best.pt")["step"] == 2
+    assert load_checkpoint(tmp_path / "run/checkpoints/last.pt")["step"] == 4
+
+
+def test_existing_run_needs_resume_and_the_same_architecture(tmp_path):
+    recipe = tiny_recipe(tmp_path, "dcgan")
+    train_command("dcgan", recipe, tmp_path / "run", quiet=True)
+    with pytest.raises(RecipeError, match="already holds a training run") as err:
+        train_command("dcgan", recipe, tmp_path / "run", quiet=True)
+    assert "--resume" in str(err.value)
+    with pytest.raises(RecipeError, match="trained with ngf=8, the recipe now says 16") as err:
+        train_command("dcgan", recipe, tmp_path / "run", resume=True, overrides=["ngf=16"],
+                      quiet=True)
+    assert err.value.key == "ngf"
+    with pytest.raises(RecipeError, match="nothing to resume"):
+        train_command("dcgan", recipe, tmp_path / "new", resume=True, quiet=True)
+
+
+@pytest.mark.parametrize("override, key, text", [
+    ("resolution=48", "resolution", "power of two from 32 to 256"),
+    ("conditional=true", "conditional", "needs class labels"),
+    ("lr_g=-1", "lr_g", "greater than 0"),
+    ("ngff=3", "ngff", "Did you mean 'ngf'"),
+])
+def test_bad_recipe_values_name_the_key(tmp_path, override, key, text):
+    recipe = tiny_recipe(tmp_path, "dcgan", data={"kind": "folder", "path": "imgs"})
+    with pytest.raises(RecipeError) as err:
+        load_train_recipe("dcgan", recipe, [override])
+    assert key in str(err.value) and text in str(err.value)
+
+
+def test_a_vae_recipe_given_to_train_dcgan_says_which_command(tmp_path):
+    recipe = tiny_recipe(tmp_path, "vae", model="vae")
+    with pytest.raises(RecipeError, match="imgsynth train vae"):
+        load_train_recipe("dcgan", recipe)
