@@ -88,7 +88,8 @@ def write_lmdb(out_dir: Path, records: list[dict], classes: list[str], output) -
     shutil.rmtree(tmp, ignore_errors=True)
     # The map size is an upper bound (the file grows as needed); keys and LMDB's pages need room.
     map_size = 2 * sum(len(b) + len(r["text"].encode("utf-8")) + 64 for b, r in zip(images, kept)) + (64 << 20)
-    env = lmdb.open(str(tmp), map_size=map_size, subdir=True)
+    # lock=False: no lock.mdb (reader pids), so the folder holds only the data, byte-stable.
+    env = lmdb.open(str(tmp), map_size=map_size, subdir=True, lock=False)
     with env.begin(write=True) as txn:
         for number, (rec, data) in enumerate(zip(kept, images), start=1):
             txn.put(b"image-%09d" % number, data)
