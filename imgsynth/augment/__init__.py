@@ -1,0 +1,1 @@
+"""Classical augmentation that keeps labels right (the `augment` stage and imgsynth.torch)."""

@@ -1,0 +1,65 @@
+"""Recipe config of the `augment` stage (pydantic only; albumentations is imported
+while validating transform names, never when this module is imported)."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from imgsynth.core.stage import BuildContext, StageConfig
+
+
+class TransformSpec(BaseModel):
+    """One transform: `name` plus its parameters as further keys, e.g.
+    `{name: Rotate, limit: 30, border_mode: reflect, p: 0.7}`."""
+
+    model_config = ConfigDict(extra="allow")
+
+    name: str = Field(
+        description="An albumentations 2.0.8 class name (e.g. HorizontalFlip, Rotate, Affine, "
+        "GaussianBlur, ImageCompression, RandomBrightnessContrast) or an imgsynth transform: "
+        "imgsynth.GaussianNoise, imgsynth.PoissonNoise, imgsynth.SaltPepper, "
+        "imgsynth.SpeckleNoise, imgsynth.Rotate, imgsynth.HorizontalFlip, imgsynth.VerticalFlip, "
+        "imgsynth.Rot90, imgsynth.Transpose. Every other key is a parameter of that transform "
+        "(border_mode/interpolation may be given as names: constant, reflect, replicate; "
+        "nearest, linear, cubic).")
+
+    @model_validator(mode="after")
+    def _known_transform(self) -> TransformSpec:
+        from imgsynth.augment.pipeline import make_transform
+
+        make_transform(self.name, self.params)  # raises ValueError naming the fix
+        return self
+
+    @property
+    def params(self) -> dict[str, Any]:
+        return dict(self.model_extra or {})
+
+
+class AugmentConfig(StageConfig):
+    """Classical augmentation that keeps labels right: albumentations plus imgsynth's
+    exact flips/rotation and fast, saturating noise."""
+
+    type: Literal["augment"] = Field("augment", description="Stage type: classical augmentation.")
+    transforms: list[TransformSpec] = Field(
+        min_length=1, description="Transforms applied in order, each with probability p.")
+    box_method: Literal["largest_box", "ellipse"] = Field(
+        "largest_box", description="How a box without mask or polygon follows a rotation: the "
+        "box around its rotated corners (largest_box, never cuts the object) or around its "
+        "rotated inscribed ellipse (ellipse, tighter for round objects). Instances with a mask "
+        "get the tight box of the transformed mask; with polygons, of the clipped polygons.")
+    min_area: float = Field(
+        1.0, ge=0.0, description="Drop an instance whose box (after clipping to the image) is "
+        "smaller than this many square pixels.")
+    min_visibility: float = Field(
+        0.0, ge=0.0, le=1.0, description="Drop an instance when less than this fraction of it "
+        "is left inside the image after the transforms.")
+    skip_empty: bool = Field(
+        False, description="Leave a sample out (counted as skipped) when it had instances and "
+        "all of them were dropped.")
+
+    def build(self, ctx: BuildContext):
+        from imgsynth.augment.stage import AugmentStage
+
+        return AugmentStage(self)

@@ -1,0 +1,300 @@
+"""Pure augmentation kernels: arrays in, arrays out, no parameter sampling.
+
+Coordinates are continuous pixel coordinates (pixel column i spans i..i+1), the
+convention of `Instance.bbox_xyxy` and `Instance.polygons`. Geometric kernels work
+in float64 and map box edges with exact formulas (a flip is `W - x`), so flipping
+labels back and forth never drifts. Noise kernels compute in wider precision and
+saturate: uint8 results never wrap around.
+
+Noise kernels take the sample's Generator because the noise itself is the
+random parameter; every other kernel gets its parameters from the caller.
+"""
+
+from __future__ import annotations
+
+import functools
+from statistics import NormalDist
+
+import cv2
+import numpy as np
+
+BORDER_MODES = {
+    "constant": cv2.BORDER_CONSTANT,
+    "reflect": cv2.BORDER_REFLECT_101,
+    "replicate": cv2.BORDER_REPLICATE,
+}
+INTERPOLATIONS = {
+    "nearest": cv2.INTER_NEAREST,
+    "linear": cv2.INTER_LINEAR,
+    "cubic": cv2.INTER_CUBIC,
+    "area": cv2.INTER_AREA,
+    "lanczos": cv2.INTER_LANCZOS4,
+}
+
+
+# ---------------------------------------------------------------------------
+# Noise
+# ---------------------------------------------------------------------------
+
+@functools.cache
+def _normal_table() -> np.ndarray:
+    """Inverse normal CDF at the 65536 midpoints (k + 0.5) / 65536, scaled to unit variance.
+
+    Indexing it with uniform 16-bit integers gives independent standard normal
+    values quantized to 65536 levels (tails at +-4.2 sigma, mass beyond that
+    3e-5). After the result is rounded to whole uint8 levels this differs from
+    exact Gaussian noise by at most 1/65536 in any level's probability; it costs
+    one table lookup per value instead of a ziggurat draw.
+    """
+    dist = NormalDist()
+    table = np.array([dist.inv_cdf((k + 0.5) / 65536) for k in range(65536)], dtype=np.float64)
+    return (table / table.std()).astype(np.float32)
+
+
+def uniform_u16(rng: np.random.Generator, count: int) -> np.ndarray:
+    """`count` independent uniform 16-bit integers from the Generator's raw bits."""
+    words = rng.bit_generator.random_raw((count + 3) // 4)
+    return words.view(np.uint16)[:count]
+
+
+def standard_normal_f32(rng: np.random.Generator, shape: tuple[int, ...]) -> np.ndarray:
+    """Standard normal float32 noise of `shape` (table-based, see `_normal_table`)."""
+    count = int(np.prod(shape))
+    return _normal_table()[uniform_u16(rng, count)].reshape(shape)
+
+
+def gaussian_noise_image(image: np.ndarray, sigma: float, rng: np.random.Generator,
+                         *, per_channel: bool = True) -> np.ndarray:
+    """Add zero-mean Gaussian noise with std `sigma` in 0..255 pixel units.
+
+    uint8: integer noise round(sigma * z) is added in int16 and saturated to
+    [0, 255] (round(x + n) == x + round(n) for integer x, so this equals adding
+    float noise and rounding). float32 images in [0, 1] get sigma / 255 and are
+    clipped to [0, 1]. per_channel=False adds the same (luminance) noise to all
+    channels.
+    """
+    h, w = image.shape[:2]
+    channels = image.shape[2] if image.ndim == 3 else 1
+    noise_channels = channels if per_channel else 1
+    count = h * w * noise_channels
+    index = uniform_u16(rng, count)
+    if image.dtype == np.uint8:
+        table = np.rint(_normal_table() * np.float32(sigma)).astype(np.int16)
+        noise = table[index].reshape(h, w, noise_channels)
+        if noise_channels != channels:
+            noise = np.broadcast_to(noise, (h, w, channels))
+        out = cv2.add(image.reshape(h, w, channels), np.ascontiguousarray(noise),
+                      dtype=cv2.CV_8U)
+        return out.reshape(image.shape)
+    noise = _normal_table()[index].reshape(h, w, noise_channels)
+    noise *= np.float32(sigma / 255.0)
+    out = image.reshape(h, w, channels) + noise
+    np.clip(out, 0.0, 1.0, out=out)
+    return out.astype(image.dtype, copy=False).reshape(image.shape)
+
+
+def poisson_noise_image(image: np.ndarray, peak: float, rng: np.random.Generator) -> np.ndarray:
+    """Shot noise: a white pixel collects `peak` photons; counts are Poisson distributed.
+
+    Lower peak means a noisier image. Result is rescaled to the input range and saturated.
+    """
+    scale = 255.0 if image.dtype == np.uint8 else 1.0
+    photons = rng.poisson(image.astype(np.float64) * (peak / scale))
+    return _saturate(photons * (scale / peak), image.dtype)
+
+
+def salt_pepper_image(image: np.ndarray, amount: float, salt_fraction: float,
+                      rng: np.random.Generator) -> np.ndarray:
+    """Set a fraction `amount` of pixels (all channels) to white (salt) or black (pepper)."""
+    h, w = image.shape[:2]
+    draw = uniform_u16(rng, 2 * h * w).reshape(2, h, w)
+    hit = draw[0] < amount * 65536.0
+    salt = draw[1] < salt_fraction * 65536.0
+    top = 255 if image.dtype == np.uint8 else 1.0
+    out = image.copy()
+    out[hit & salt] = top
+    out[hit & ~salt] = 0
+    return out
+
+
+def speckle_noise_image(image: np.ndarray, sigma: float, rng: np.random.Generator) -> np.ndarray:
+    """Multiplicative noise: x * (1 + sigma * z), z standard normal per pixel and channel."""
+    factor = standard_normal_f32(rng, image.shape)
+    factor *= np.float32(sigma)
+    factor += np.float32(1.0)
+    return _saturate(image.astype(np.float32) * factor, image.dtype)
+
+
+def _saturate(values: np.ndarray, dtype: np.dtype) -> np.ndarray:
+    if dtype == np.uint8:
+        return np.clip(np.rint(values), 0, 255).astype(np.uint8)
+    return np.clip(values, 0.0, 1.0).astype(dtype)
+
+
+# ---------------------------------------------------------------------------
+# Exact geometry: flips, rot90, transpose
+# ---------------------------------------------------------------------------
+
+def hflip_image(image: np.ndarray) -> np.ndarray:
+    return np.ascontiguousarray(image[:, ::-1])
+
+
+def vflip_image(image: np.ndarray) -> np.ndarray:
+    return np.ascontiguousarray(image[::-1])
+
+
+def transpose_image(image: np.ndarray) -> np.ndarray:
+    axes = (1, 0, 2) if image.ndim == 3 else (1, 0)
+    return np.ascontiguousarray(image.transpose(axes))
+
+
+def rot90_image(image: np.ndarray, k: int) -> np.ndarray:
+    """Rotate by k * 90 degrees counter-clockwise (as np.rot90 and albumentations)."""
+    return np.ascontiguousarray(np.rot90(image, k, axes=(0, 1)))
+
+
+def masks_apply(masks: np.ndarray, image_kernel, *args) -> np.ndarray:
+    """Apply an image kernel to each (H, W) mask of an (N, H, W) stack."""
+    if len(masks) == 0:
+        return masks
+    return np.stack([image_kernel(m, *args) for m in masks])
+
+
+def hflip_points(points: np.ndarray, width: int) -> np.ndarray:
+    out = points.copy()
+    out[:, 0] = width - points[:, 0]
+    return out
+
+
+def vflip_points(points: np.ndarray, height: int) -> np.ndarray:
+    out = points.copy()
+    out[:, 1] = height - points[:, 1]
+    return out
+
+
+def transpose_points(points: np.ndarray) -> np.ndarray:
+    return points[:, ::-1].copy()
+
+
+def rot90_points(points: np.ndarray, k: int, height: int, width: int) -> np.ndarray:
+    """Points under `rot90_image(image, k)` of an image of the given size."""
+    out = points.copy()
+    for _ in range(k % 4):
+        x, y = out[:, 0].copy(), out[:, 1].copy()
+        out[:, 0], out[:, 1] = y, width - x
+        height, width = width, height
+    return out
+
+
+def hflip_boxes(boxes_xyxy: np.ndarray, width: int) -> np.ndarray:
+    out = boxes_xyxy.copy()
+    out[:, 0] = width - boxes_xyxy[:, 2]
+    out[:, 2] = width - boxes_xyxy[:, 0]
+    return out
+
+
+def vflip_boxes(boxes_xyxy: np.ndarray, height: int) -> np.ndarray:
+    out = boxes_xyxy.copy()
+    out[:, 1] = height - boxes_xyxy[:, 3]
+    out[:, 3] = height - boxes_xyxy[:, 1]
+    return out
+
+
+# ---------------------------------------------------------------------------
+# Rotation by any angle
+# ---------------------------------------------------------------------------
+
+def rotation_matrix(angle: float, height: int, width: int,
+                    expand: bool) -> tuple[np.ndarray, int, int]:
+    """2x3 matrix (pixel-index coordinates, as cv2.warpAffine uses) rotating by
+    `angle` degrees counter-clockwise about the image centre, and the output size.
+
+    expand=True makes the canvas just large enough to keep the whole image;
+    expand=False keeps the input size (corners are cut off).
+    """
+    center = ((width - 1) / 2.0, (height - 1) / 2.0)
+    matrix = cv2.getRotationMatrix2D(center, float(angle), 1.0)
+    if not expand:
+        return matrix, height, width
+    cos, sin = abs(matrix[0, 0]), abs(matrix[0, 1])
+    # 1e-6 keeps 90-degree rotations from growing by a pixel through cos(90) != 0.
+    out_w = int(np.ceil(width * cos + height * sin - 1e-6))
+    out_h = int(np.ceil(width * sin + height * cos - 1e-6))
+    matrix[0, 2] += (out_w - width) / 2.0
+    matrix[1, 2] += (out_h - height) / 2.0
+    return matrix, out_h, out_w
+
+
+def affine_image(image: np.ndarray, matrix: np.ndarray, height: int, width: int, *,
+                 interpolation: str = "linear", border_mode: str = "constant",
+                 fill: float = 0.0) -> np.ndarray:
+    out = cv2.warpAffine(image, matrix, (width, height), flags=INTERPOLATIONS[interpolation],
+                         borderMode=BORDER_MODES[border_mode], borderValue=_fill_value(fill))
+    return out.reshape(height, width, *image.shape[2:])
+
+
+def affine_masks(masks: np.ndarray, matrix: np.ndarray, height: int, width: int) -> np.ndarray:
+    """Masks move with nearest-neighbour sampling and a zero border whatever the image's
+    border mode: reflected or replicated pixels are not the object."""
+    if len(masks) == 0:
+        return np.zeros((0, height, width), dtype=masks.dtype)
+    return np.stack([cv2.warpAffine(m, matrix, (width, height), flags=cv2.INTER_NEAREST,
+                                    borderMode=cv2.BORDER_CONSTANT, borderValue=0)
+                     for m in masks])
+
+
+def affine_points(points: np.ndarray, matrix: np.ndarray) -> np.ndarray:
+    """Continuous-coordinate points under a pixel-index affine matrix."""
+    index = points - 0.5
+    return index @ matrix[:, :2].T + matrix[:, 2] + 0.5
+
+
+def _fill_value(fill: float | tuple[float, ...]) -> tuple[float, ...]:
+    values = tuple(fill) if isinstance(fill, tuple | list) else (float(fill),)
+    return (values * 4)[:4] if len(values) == 1 else values
+
+
+# ---------------------------------------------------------------------------
+# Boxes as points (any geometric transform moves points; boxes follow them)
+# ---------------------------------------------------------------------------
+
+def box_corner_points(box_xyxy: tuple[float, float, float, float]) -> np.ndarray:
+    """The 4 corners: their bounding box after a rotation is the 'largest_box' method."""
+    x1, y1, x2, y2 = box_xyxy
+    return np.array([[x1, y1], [x2, y1], [x2, y2], [x1, y2]], dtype=np.float64)
+
+
+def box_ellipse_points(box_xyxy: tuple[float, float, float, float], count: int = 72) -> np.ndarray:
+    """Points on the ellipse inscribed in the box: their bounding box after a rotation is
+    the 'ellipse' method (tighter for round objects). 72 points underestimate the
+    exact ellipse extent by at most 0.1%."""
+    x1, y1, x2, y2 = box_xyxy
+    t = np.linspace(0.0, 2.0 * np.pi, count, endpoint=False)
+    cx, cy, rx, ry = (x1 + x2) / 2, (y1 + y2) / 2, (x2 - x1) / 2, (y2 - y1) / 2
+    return np.stack([cx + rx * np.cos(t), cy + ry * np.sin(t)], axis=1)
+
+
+def clip_polygon(points: np.ndarray, width: float, height: float) -> np.ndarray:
+    """Sutherland-Hodgman clip of a polygon (K, 2) to the image rectangle; (0, 2) if gone."""
+    poly = np.asarray(points, dtype=np.float64).reshape(-1, 2)
+    for axis, limit, keep_below in ((0, 0.0, False), (0, width, True),
+                                    (1, 0.0, False), (1, height, True)):
+        if len(poly) == 0:
+            break
+        inside = poly[:, axis] <= limit if keep_below else poly[:, axis] >= limit
+        out = []
+        for i in range(len(poly)):
+            cur, prev = poly[i], poly[i - 1]
+            cur_in, prev_in = inside[i], inside[i - 1]
+            if cur_in != prev_in:
+                t = (limit - prev[axis]) / (cur[axis] - prev[axis])
+                out.append(prev + t * (cur - prev))
+            if cur_in:
+                out.append(cur)
+        poly = np.array(out, dtype=np.float64).reshape(-1, 2)
+    return poly
+
+
+def polygon_area(points: np.ndarray) -> float:
+    x, y = points[:, 0], points[:, 1]
+    return float(abs(np.dot(x, np.roll(y, -1)) - np.dot(y, np.roll(x, -1))) / 2.0)

@@ -1,0 +1,174 @@
+"""A recipe's transform list -> a pipeline of steps over `Targets`.
+
+Names without a prefix are albumentations 2.0.8 classes; `imgsynth.*` names are
+ours (imgsynth.augment.transforms). Consecutive albumentations transforms run as
+one `A.Compose`, so an all-albumentations recipe costs what the raw albumentations
+pipeline costs. Every step draws its randomness from the sample's Generator:
+albumentations' Compose is handed that Generator (and a python Random seeded
+from it) before each call, never its own or global state.
+"""
+
+from __future__ import annotations
+
+import inspect
+import random
+from typing import Any
+
+import numpy as np
+
+from imgsynth.augment import functional as F
+from imgsynth.augment.transforms import OWN_TRANSFORMS, Targets
+from imgsynth.core.errors import did_you_mean
+from imgsynth.core.rng import derived_int_seed
+
+OWN_PREFIX = "imgsynth."
+# albumentations takes cv2 integer constants; recipes may name them instead.
+NAMED_CONSTANTS = {
+    "border_mode": F.BORDER_MODES,
+    "interpolation": F.INTERPOLATIONS,
+    "mask_interpolation": F.INTERPOLATIONS,
+}
+
+
+def albumentations_names() -> list[str]:
+    import albumentations as A
+    from albumentations.core.transforms_interface import BasicTransform
+
+    return sorted(name for name in dir(A) if inspect.isclass(getattr(A, name))
+                  and issubclass(getattr(A, name), BasicTransform)
+                  and getattr(A, name).__module__.startswith("albumentations.augmentations"))
+
+
+def transform_class(name: str) -> type:
+    """The class a recipe name stands for; ValueError with a did-you-mean otherwise."""
+    if name.startswith(OWN_PREFIX):
+        if name in OWN_TRANSFORMS:
+            return OWN_TRANSFORMS[name]
+        raise ValueError(f"unknown imgsynth transform '{name}'.{did_you_mean(name, OWN_TRANSFORMS)}"
+                         f" imgsynth transforms: {', '.join(sorted(OWN_TRANSFORMS))}")
+    names = albumentations_names()
+    if name not in names:
+        hint = did_you_mean(name, names + list(OWN_TRANSFORMS))
+        raise ValueError(f"unknown transform '{name}'.{hint} Use an albumentations 2.0.8 class name "
+                         f"(e.g. Rotate, GaussianBlur, ImageCompression) or one of: "
+                         f"{', '.join(sorted(OWN_TRANSFORMS))}")
+    import albumentations as A
+
+    return getattr(A, name)
+
+
+def parameter_names(cls: type) -> list[str]:
+    signature = inspect.signature(cls.__init__)
+    return [n for n, p in signature.parameters.items()
+            if n != "self" and p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL)]
+
+
+def make_transform(name: str, params: dict[str, Any]):
+    """Instantiate a transform from its recipe entry, with messages that name the fix."""
+    cls = transform_class(name)
+    allowed = parameter_names(cls)
+    for key in params:
+        if key not in allowed:
+            raise ValueError(f"unknown parameter '{key}' for {name}.{did_you_mean(key, allowed)} "
+                             f"Parameters of {name}: {', '.join(allowed)}")
+    params = {key: _named_constant(key, value) for key, value in params.items()}
+    try:
+        transform = cls(**params)
+    except (ValueError, TypeError) as exc:
+        raise ValueError(f"invalid parameters for {name}: {_short(exc)}") from None
+    if getattr(transform, "border_mode", None) in _mirroring_borders():
+        raise ValueError(
+            f"{name} with a reflecting/wrapping border_mode: albumentations then mirrors objects "
+            "into the border, copying masks but labelling the copies only as boxes, so labels "
+            "would disagree. Use border_mode: constant or replicate, or imgsynth.Rotate with "
+            "border_mode: reflect (mirrored copies stay unlabeled, labels of the real objects exact)")
+    return transform
+
+
+def _mirroring_borders() -> tuple[int, ...]:
+    import cv2
+
+    return (cv2.BORDER_REFLECT, cv2.BORDER_REFLECT_101, cv2.BORDER_WRAP)
+
+
+def _named_constant(key: str, value: Any) -> Any:
+    table = NAMED_CONSTANTS.get(key)
+    if table is None or not isinstance(value, str):
+        return value
+    if value not in table:
+        raise ValueError(f"{key} must be one of {sorted(table)} (or a cv2 constant), got '{value}'."
+                         f"{did_you_mean(value, table)}")
+    return table[value]
+
+
+def _short(exc: Exception) -> str:
+    """albumentations reports pydantic errors over many lines; keep the informative ones."""
+    lines = [line.strip() for line in str(exc).splitlines()]
+    lines = [line for line in lines if line and "errors.pydantic.dev" not in line
+             and "validation error" not in line]
+    return "; ".join(lines) or type(exc).__name__
+
+
+class AlbumentationsStep:
+    """Consecutive albumentations transforms as one Compose; label points travel as keypoints.
+
+    albumentations keypoints use pixel-index coordinates (pixel i centred at i), ours are
+    continuous (pixel i spans i..i+1): shift by 0.5 on the way in and out.
+    """
+
+    def __init__(self, entries: list[tuple[str, dict[str, Any]]]):
+        import albumentations as A
+
+        # Two Composes with their own transform objects: Compose attaches its label
+        # processors to the transforms it holds.
+        self.image_only = A.Compose([make_transform(n, p) for n, p in entries])
+        self.labeled = A.Compose(
+            [make_transform(n, p) for n, p in entries],
+            keypoint_params=A.KeypointParams(format="xy", remove_invisible=False))
+        self.py_random = random.Random(0)
+
+    def __call__(self, targets: Targets, rng: np.random.Generator) -> Targets:
+        compose = self.labeled if len(targets.points) else self.image_only
+        self.py_random.seed(derived_int_seed(rng))
+        compose.set_random_state(rng, self.py_random)
+        data: dict[str, Any] = {"image": targets.image}
+        if len(targets.masks):
+            data["masks"] = targets.masks
+        if len(targets.points):
+            data["keypoints"] = targets.points - 0.5
+        out = compose(**data)
+        image = out["image"]
+        if image.ndim == 2 and targets.image.ndim == 3:
+            image = image[:, :, None]
+        masks = np.asarray(out["masks"], dtype=np.uint8) if len(targets.masks) else \
+            np.zeros((0, *image.shape[:2]), dtype=np.uint8)
+        points = targets.points
+        if len(points):
+            points = np.asarray(out["keypoints"], dtype=np.float64)[:, :2] + 0.5
+            if len(points) != len(targets.points):
+                raise RuntimeError(f"albumentations returned {len(points)} label points for "
+                                   f"{len(targets.points)}: labels cannot be matched")
+        return Targets(image=image, masks=masks, points=points)
+
+
+def build_steps(entries: list[tuple[str, dict[str, Any]]]) -> list:
+    """Own transforms stand alone; runs of albumentations transforms share one Compose."""
+    steps: list = []
+    run: list[tuple[str, dict[str, Any]]] = []
+    for name, params in entries:
+        if name.startswith(OWN_PREFIX):
+            if run:
+                steps.append(AlbumentationsStep(run))
+                run = []
+            steps.append(make_transform(name, params))
+        else:
+            run.append((name, params))
+    if run:
+        steps.append(AlbumentationsStep(run))
+    return steps
+
+
+def run_steps(steps: list, targets: Targets, rng: np.random.Generator) -> Targets:
+    for step in steps:
+        targets = step(targets, rng)
+    return targets

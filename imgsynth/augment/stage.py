@@ -1,0 +1,171 @@
+"""The `augment` stage: a Sample through a transform pipeline, labels kept right.
+
+Instance labels travel as `Targets`: masks as an (N, H, W) stack, polygons,
+keypoints and boxes as points. After the pipeline each instance gets its box
+back from the most exact thing it has: the tight box of its transformed mask,
+else of its clipped polygons, else of its transformed box points (corners:
+'largest_box', inscribed ellipse: 'ellipse'). Instances that left the image or
+fall under min_area / min_visibility are dropped; clipped ones are marked
+truncated.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+
+import numpy as np
+
+from imgsynth.augment import functional as F
+from imgsynth.augment.pipeline import build_steps, run_steps
+from imgsynth.augment.transforms import Targets
+from imgsynth.core.boxes import box_area, clip_xyxy, is_empty, points_bbox
+from imgsynth.core.masks import mask_area, tight_bbox
+from imgsynth.core.sample import Instance, Sample
+from imgsynth.core.stage import SkipSample
+
+
+@dataclass
+class InstanceLayout:
+    """Where one instance's labels sit inside Targets."""
+
+    mask_row: int | None
+    box_points: slice
+    polygons: list[slice] = field(default_factory=list)
+    keypoints: slice | None = None
+
+
+class AugmentStage:
+    def __init__(self, config):
+        self.config = config
+        self.steps = build_steps([(t.name, t.params) for t in config.transforms])
+
+    def apply(self, sample: Sample, rng: np.random.Generator) -> Sample:
+        if sample.passthrough:
+            return sample
+        instances = [inst for inst in sample.instances if _has_extent(inst)]
+        targets, layouts = instances_to_targets(sample.image, instances, self.config.box_method)
+        targets = run_steps(self.steps, targets, rng)
+        kept = targets_to_instances(targets, instances, layouts, min_area=self.config.min_area,
+                                    min_visibility=self.config.min_visibility)
+        dropped = len(sample.instances) - len(kept)
+        if self.config.skip_empty and sample.instances and not kept:
+            raise SkipSample("augment_no_instances_left",
+                             f"all {len(sample.instances)} instances left the image or fell under "
+                             "min_area/min_visibility")
+        meta = dict(sample.meta)
+        if dropped:
+            meta["augment_dropped_instances"] = meta.get("augment_dropped_instances", 0) + dropped
+        return replace(sample, image=targets.image, instances=kept, meta=meta)
+
+
+def _has_extent(inst: Instance) -> bool:
+    """An instance with no pixels and an empty box cannot be transformed; it is dropped
+    (and counted in meta) rather than written with a made-up box."""
+    if inst.mask is not None:
+        return bool(inst.mask.any())
+    return not is_empty(inst.bbox_xyxy)
+
+
+def instances_to_targets(image: np.ndarray, instances: list[Instance],
+                         box_method: str) -> tuple[Targets, list[InstanceLayout]]:
+    masks, points, layouts = [], [], []
+    count = 0
+
+    def add(pts: np.ndarray) -> slice:
+        nonlocal count
+        points.append(np.asarray(pts, dtype=np.float64).reshape(-1, 2))
+        count += len(points[-1])
+        return slice(count - len(points[-1]), count)
+
+    for inst in instances:
+        mask_row = None
+        if inst.mask is not None:
+            mask_row = len(masks)
+            masks.append(inst.mask.astype(np.uint8))
+            box = tight_bbox(inst.mask)
+        else:
+            box = inst.bbox_xyxy
+        if box_method == "ellipse" and inst.mask is None and not inst.polygons:
+            box_points = add(F.box_ellipse_points(box))
+        else:
+            box_points = add(F.box_corner_points(box))
+        layout = InstanceLayout(mask_row, box_points)
+        layout.polygons = [add(p) for p in inst.polygons or []]
+        if inst.keypoints is not None:
+            layout.keypoints = add(np.asarray(inst.keypoints)[:, :2])
+        layouts.append(layout)
+    h, w = image.shape[:2]
+    targets = Targets(
+        image=image,
+        masks=np.stack(masks) if masks else np.zeros((0, h, w), dtype=np.uint8),
+        points=np.concatenate(points) if points else np.zeros((0, 2), dtype=np.float64))
+    return targets, layouts
+
+
+def targets_to_instances(targets: Targets, instances: list[Instance], layouts: list[InstanceLayout],
+                         *, min_area: float, min_visibility: float) -> list[Instance]:
+    h, w = targets.height, targets.width
+    kept = []
+    for inst, layout in zip(instances, layouts, strict=True):
+        box_points = targets.points[layout.box_points]
+        moved = points_bbox(box_points)
+        clipped = clip_xyxy(moved, w, h)
+        polygons = None
+        if layout.polygons:
+            moved_polygons = [targets.points[s] for s in layout.polygons]
+            polygons = [p for p in (F.clip_polygon(q, w, h) for q in moved_polygons)
+                        if len(p) >= 3 and F.polygon_area(p) > 0]
+        if layout.mask_row is not None:
+            mask = targets.masks[layout.mask_row].astype(bool)
+            box = tight_bbox(mask)
+            visibility = _mask_visibility(inst.mask, mask, F.box_corner_points(tight_bbox(inst.mask)),
+                                          box_points)
+            truncated = _touches_border(mask)
+        elif polygons is not None:
+            mask = None
+            box = points_bbox(np.concatenate(polygons)) if polygons else None
+            before = sum(F.polygon_area(q) for q in moved_polygons)
+            visibility = sum(F.polygon_area(q) for q in polygons) / before if before > 0 else 0.0
+            truncated = visibility < 1.0 - 1e-9
+        else:
+            mask = None
+            box = None if is_empty(clipped) else clipped
+            visibility = box_area(clipped) / box_area(moved) if box_area(moved) > 0 else 0.0
+            truncated = visibility < 1.0 - 1e-9
+        if box is None or is_empty(box) or box_area(box) < min_area or visibility < min_visibility:
+            continue
+        kept.append(replace(
+            inst, bbox_xyxy=tuple(float(v) for v in box), mask=mask,
+            polygons=polygons if inst.polygons is not None else None,
+            keypoints=_moved_keypoints(inst.keypoints, targets, layout),
+            truncated=inst.truncated or truncated,
+            visible_fraction=inst.visible_fraction * min(1.0, visibility)))
+    return kept
+
+
+def _mask_visibility(mask_before: np.ndarray, mask_after: np.ndarray, corners_before: np.ndarray,
+                     corners_after: np.ndarray) -> float:
+    """Pixels left / pixels expected, where the expected count scales with the area of the
+    transformed box corners (exact for affine transforms: the determinant)."""
+    scale = F.polygon_area(corners_after) / F.polygon_area(corners_before)
+    expected = mask_area(mask_before) * scale
+    return min(1.0, mask_area(mask_after) / expected) if expected > 0 else 0.0
+
+
+def _touches_border(mask: np.ndarray) -> bool:
+    return bool(mask[0].any() or mask[-1].any() or mask[:, 0].any() or mask[:, -1].any())
+
+
+def _moved_keypoints(keypoints: np.ndarray | None, targets: Targets,
+                     layout: InstanceLayout) -> np.ndarray | None:
+    """Keypoints move with the image; one that left the image keeps its position with
+    visibility 0 (COCO: not labeled)."""
+    if keypoints is None or layout.keypoints is None:
+        return keypoints
+    out = np.array(keypoints, dtype=np.float64, copy=True)
+    xy = targets.points[layout.keypoints]
+    out[:, :2] = xy
+    outside = (xy[:, 0] < 0) | (xy[:, 0] > targets.width) | (xy[:, 1] < 0) | (xy[:, 1] > targets.height)
+    if out.shape[1] > 2:
+        out[outside, 2] = 0
+    return out
