@@ -18,6 +18,7 @@ from imgsynth.core.errors import InputError
 from imgsynth.core.masks import tight_bbox
 from imgsynth.core.rng import derived_int_seed
 from imgsynth.core.sample import Instance, Sample
+from imgsynth.compose.zbuffer import silhouette
 from imgsynth.core.stage import SkipSample
 from imgsynth.io.image import decode_image, is_image_file
 from imgsynth.ocr import render, trdg_compat
@@ -205,13 +206,17 @@ class SceneTextSource(_TextRenderer):
             if placed is None:
                 continue
             warped, quad, x, y = placed
+            ink = np.zeros((height, width), dtype=bool)
+            # the compositing stage's silhouette rule (before opacity: a faint word is still a word)
+            ink[y:y + warped.shape[0], x:x + warped.shape[1]] = silhouette(warped[:, :, 3])
+            box = tight_bbox(ink)
+            if box is None:
+                continue  # strokes too thin to show at this size
             if cfg.opacity < 1:
                 warped[:, :, 3] = np.rint(warped[:, :, 3] * cfg.opacity).astype(np.uint8)
             render.paste_text(image, warped, x, y)
-            ink = np.zeros((height, width), dtype=bool)
-            ink[y:y + warped.shape[0], x:x + warped.shape[1]] = warped[:, :, 3] > 0
             occupied |= quad_mask(quad, height, width)
-            instances.append(Instance(class_name="text", bbox_xyxy=tight_bbox(ink), mask=ink,
+            instances.append(Instance(class_name="text", bbox_xyxy=box, mask=ink,
                                       polygons=[quad], attributes={"text": label}))
             fonts.append(os.path.basename(font))
         return Sample(index=index, image=image, instances=instances, source_files=[path],

@@ -86,12 +86,12 @@ def test_hostile_texts_get_safe_names_and_exact_labels_in_every_format(tmp_path)
 
 def test_workers_1_and_2_write_identical_bytes(tmp_path):
     corpus = (ROOT / "sample_assets/text/corpus.txt").read_text(encoding="utf-8").splitlines()[:24]
-    recipe = ocr_recipe(tmp_path, corpus, "gt_txt, mmocr, hf, ocr_labels")
+    recipe = ocr_recipe(tmp_path, corpus, "gt_txt, mmocr, hf, ocr_labels, lmdb")
     one = run_recipe(recipe, tmp_path / "w1", workers=1, quiet=True)
     two = run_recipe(recipe, tmp_path / "w2", workers=2, quiet=True)
     assert one.written == two.written == 24
     h1, h2 = tree_hashes(tmp_path / "w1"), tree_hashes(tmp_path / "w2")
-    assert "gt.txt" in h1 and len([k for k in h1 if k.startswith("images/")]) == 24
+    assert "gt.txt" in h1 and "lmdb/data.mdb" in h1 and len([k for k in h1 if k.startswith("images/")]) == 24
     assert h1 == h2
 
 
