@@ -195,3 +195,15 @@ def test_trdg_runs_on_current_pillow_without_its_handwritten_message():
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
     assert done.stdout == "32 Hello\n"
+
+
+@pytest.mark.parametrize("options", [{"word_split": True}, {"orientation": "vertical", "height": 40}])
+def test_word_boxes_with_whole_word_drawing_and_vertical_text(options):
+    source = build(texts=[{"kind": "template", "templates": ["IN  {id} OUT"]}], fonts=[LATIN],
+                   boxes="word", background="plain", **options)
+    sample = generate(source, 0)
+    words = [i.attributes["text"] for i in sample.instances]
+    assert words == sample.text.split()  # the double space makes no empty word
+    axis = 1 if options.get("orientation") == "vertical" else 0
+    starts = [i.bbox_xyxy[axis] for i in sample.instances]
+    assert starts == sorted(starts)
