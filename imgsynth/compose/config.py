@@ -5,6 +5,8 @@ Light on purpose (pydantic and stdlib only): validating a recipe never imports c
 
 from __future__ import annotations
 
+import functools
+import json
 from pathlib import Path
 from typing import Any, Literal
 
@@ -14,6 +16,29 @@ from imgsynth.core.stage import BuildContext, StageConfig
 
 BlendMode = Literal["hard", "alpha", "gaussian", "box", "poisson_normal", "poisson_mixed", "pyramid"]
 BLEND_MODES: tuple[str, ...] = BlendMode.__args__
+
+
+def _coco_summary(dataset: str) -> tuple[tuple[str, ...], int] | None:
+    """(category names in id order, image count) of a COCO file, read with json only.
+
+    None when the file cannot be read; the dataset reader reports why when the run builds.
+    """
+    path = Path(dataset)
+    if path.is_dir():
+        candidates = [path / "annotations.json"] + sorted((path / "annotations").glob("*.json"))
+        path = next((p for p in candidates if p.is_file()), path)
+    try:
+        return _read_coco_summary(str(path), path.stat().st_mtime_ns)
+    except (OSError, ValueError, AttributeError, KeyError, TypeError):
+        return None
+
+
+@functools.lru_cache(maxsize=4)
+def _read_coco_summary(path: str, mtime_ns: int) -> tuple[tuple[str, ...], int]:
+    # Cached: count() and classes() are both asked while a run is planned.
+    doc = json.loads(Path(path).read_text(encoding="utf-8"))
+    cats = sorted(doc.get("categories", []), key=lambda c: c["id"])
+    return tuple(str(c["name"]) for c in cats), len(doc.get("images", []))
 
 
 def _check_range(value: tuple, name: str) -> tuple:
@@ -190,6 +215,15 @@ class CopyPasteConfig(StageConfig):
         if self.scale[0] <= 0:
             raise ValueError("scale must be > 0")
         return self
+
+    def classes(self) -> list[str] | None:
+        """The dataset's categories in id order, so class ids match the input's."""
+        doc = _coco_summary(self.dataset)
+        return list(doc[0]) if doc else None
+
+    def count(self) -> int | None:
+        doc = _coco_summary(self.dataset)
+        return doc[1] * self.copies if doc else None
 
     def build(self, ctx: BuildContext) -> Any:
         from imgsynth.compose.stage import CopyPasteSource

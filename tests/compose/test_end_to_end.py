@@ -113,3 +113,26 @@ def test_instance_mask_png_matches_coco_masks(written):
     anns = [a for a in doc["annotations"] if a["image_id"] == image["id"]]
     for k, ann in enumerate(anns, start=1):
         assert np.array_equal(ids == k, rle_decode(ann["segmentation"]))
+
+
+def test_copy_paste_run_keeps_class_ids_and_exact_labels(coco_dataset, tmp_path):
+    recipe = write_recipe(tmp_path / "cp.yaml", f"""
+seed: 1
+source:
+  type: copy_paste
+  dataset: {coco_dataset}
+  copies: 2
+  pastes: [2, 4]
+output:
+  formats: [coco]
+  preview: false
+""")
+    summary = run_recipe(recipe, tmp_path / "out", quiet=True)
+    assert summary.written == 12
+    doc = json.loads((tmp_path / "out" / "annotations.json").read_text())
+    assert [c["name"] for c in doc["categories"]] == ["disk", "square"]
+    for ann in doc["annotations"]:
+        mask = rle_decode(ann["segmentation"])
+        x1, y1, x2, y2 = tight_bbox(mask)
+        assert ann["bbox"] == [x1, y1, x2 - x1, y2 - y1] and ann["area"] == int(mask.sum()) > 0
+    assert _ap(tmp_path / "out" / "annotations.json", "segm") == 1.0
