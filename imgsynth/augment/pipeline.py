@@ -71,7 +71,8 @@ def make_transform(name: str, params: dict[str, Any]):
         if key not in allowed:
             raise ValueError(f"unknown parameter '{key}' for {name}.{did_you_mean(key, allowed)} "
                              f"Parameters of {name}: {', '.join(allowed)}")
-    params = {key: _named_constant(key, value) for key, value in params.items()}
+    if not name.startswith(OWN_PREFIX):
+        params = {key: _named_constant(key, value) for key, value in params.items()}
     try:
         transform = cls(**params)
     except (ValueError, TypeError) as exc:
@@ -119,12 +120,16 @@ class AlbumentationsStep:
     def __init__(self, entries: list[tuple[str, dict[str, Any]]]):
         import albumentations as A
 
+        from albumentations.core.transforms_interface import DualTransform
+
         # Two Composes with their own transform objects: Compose attaches its label
-        # processors to the transforms it holds.
+        # processors to the transforms it holds. Pixel-only runs move no labels.
         self.image_only = A.Compose([make_transform(n, p) for n, p in entries])
+        self.moves_labels = any(isinstance(t, DualTransform) for t in self.image_only.transforms)
         self.labeled = A.Compose(
             [make_transform(n, p) for n, p in entries],
-            keypoint_params=A.KeypointParams(format="xy", remove_invisible=False))
+            keypoint_params=A.KeypointParams(format="xy", remove_invisible=False)
+        ) if self.moves_labels else self.image_only
         self.py_random = random.Random(0)
 
     def __call__(self, targets: Targets, rng: np.random.Generator) -> Targets:
@@ -134,7 +139,7 @@ class AlbumentationsStep:
         data: dict[str, Any] = {"image": targets.image}
         if len(targets.masks):
             data["masks"] = targets.masks
-        if len(targets.points):
+        if len(targets.points) and self.moves_labels:
             data["keypoints"] = targets.points - 0.5
         out = compose(**data)
         image = out["image"]
@@ -143,7 +148,7 @@ class AlbumentationsStep:
         masks = np.asarray(out["masks"], dtype=np.uint8) if len(targets.masks) else \
             np.zeros((0, *image.shape[:2]), dtype=np.uint8)
         points = targets.points
-        if len(points):
+        if len(points) and self.moves_labels:
             points = np.asarray(out["keypoints"], dtype=np.float64)[:, :2] + 0.5
             if len(points) != len(targets.points):
                 raise RuntimeError(f"albumentations returned {len(points)} label points for "

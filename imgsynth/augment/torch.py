@@ -1,0 +1,282 @@
+"""Augmentation inside PyTorch: a Dataset wrapper, a transform callable, a batched path.
+
+Randomness is a function of (seed, epoch, index) only, so results are identical for
+any num_workers and worker order, differ between epochs (`set_epoch`), and need no
+worker_init_fn. OpenCV is set to one thread in each DataLoader worker (workers are
+the parallelism; cv2's own threads would oversubscribe the CPU).
+
+Targets are torchvision-style dicts: boxes (N, 4) float xyxy absolute, labels (N,)
+int64, masks (N, H, W) uint8 (optional).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from imgsynth.core.rng import derived_int_seed, sample_rng
+from imgsynth.core.masks import tight_bbox
+from imgsynth.core.sample import Instance, Sample
+
+
+def _augment_config(recipe: Any):
+    """AugmentConfig from a config, a stage mapping, a transform list or a recipe YAML path."""
+    from imgsynth.augment.config import AugmentConfig
+    from imgsynth.recipes.load import load_yaml, validate_model
+
+    if isinstance(recipe, AugmentConfig):
+        return recipe
+    if isinstance(recipe, str | Path):
+        stages = load_yaml(recipe).get("stages") or []
+        found = [(i, s) for i, s in enumerate(stages) if isinstance(s, dict) and s.get("type") == "augment"]
+        if not found:
+            from imgsynth.core.errors import RecipeError
+
+            raise RecipeError("the recipe has no stage of type 'augment'", file=str(recipe))
+        i, stage = found[0]
+        return validate_model(AugmentConfig, stage, prefix=f"stages.{i}", file=str(recipe))
+    if isinstance(recipe, list):
+        recipe = {"type": "augment", "transforms": recipe}
+    return validate_model(AugmentConfig, {"type": "augment", **recipe})
+
+
+def _one_cv2_thread_per_worker() -> None:
+    if torch.utils.data.get_worker_info() is not None:
+        import cv2
+
+        if cv2.getNumThreads() != 1:
+            cv2.setNumThreads(1)
+
+
+class RecipeTransform:
+    """`transform(image, target, index=i, epoch=e) -> (image, target)`.
+
+    image: HxWxC uint8 numpy array or CxHxW uint8 tensor; the result has the same kind.
+    """
+
+    def __init__(self, recipe: Any, seed: int = 0):
+        from imgsynth.augment.stage import AugmentStage
+
+        self.config = _augment_config(recipe)
+        self.stage = AugmentStage(self.config)
+        self.seed = int(seed)
+
+    def rng(self, index: int, epoch: int) -> np.random.Generator:
+        return sample_rng(self.seed, f"augment/epoch/{int(epoch)}", int(index))
+
+    def __call__(self, image, target: dict | None = None, *, index: int, epoch: int = 0):
+        _one_cv2_thread_per_worker()
+        was_tensor = isinstance(image, torch.Tensor)
+        array = image.permute(1, 2, 0).numpy() if was_tensor else np.asarray(image)
+        if array.ndim == 2:
+            array = array[:, :, None]
+        sample = Sample(index=int(index), image=np.ascontiguousarray(array),
+                        instances=_instances_from_target(target))
+        out = self.stage.apply(sample, self.rng(index, epoch))
+        result = torch.from_numpy(np.ascontiguousarray(out.image)).permute(2, 0, 1) if was_tensor \
+            else out.image
+        if target is None:
+            return result
+        return result, _target_from_instances(out.instances, target, *out.image.shape[:2])
+
+
+def _instances_from_target(target: dict | None) -> list[Instance]:
+    if not target:
+        return []
+    boxes = torch.as_tensor(target.get("boxes", torch.zeros(0, 4))).reshape(-1, 4).double().numpy()
+    labels = torch.as_tensor(target.get("labels", torch.zeros(len(boxes)))).reshape(-1).tolist()
+    masks = target.get("masks")
+    instances = []
+    for i, box in enumerate(boxes):
+        mask = torch.as_tensor(masks[i]).numpy().astype(bool) if masks is not None else None
+        instances.append(Instance(class_name=str(int(labels[i])), bbox_xyxy=tuple(box.tolist()),
+                                  mask=mask, attributes={"target_row": i}))
+    return instances
+
+
+def _target_from_instances(instances: list[Instance], target: dict, height: int, width: int) -> dict:
+    out = {k: v for k, v in target.items() if k not in ("boxes", "labels", "masks")}
+    out["boxes"] = torch.tensor([inst.bbox_xyxy for inst in instances],
+                                dtype=torch.float32).reshape(-1, 4)
+    out["labels"] = torch.tensor([int(inst.class_name) for inst in instances], dtype=torch.int64)
+    if "masks" in target:
+        out["masks"] = (torch.from_numpy(np.stack([inst.mask for inst in instances]).astype(np.uint8))
+                        if instances else torch.zeros((0, height, width), dtype=torch.uint8))
+    return out
+
+
+class AugmentedDataset(torch.utils.data.Dataset):
+    """Wrap a map-style dataset of `(image, target)` (or bare images) with a recipe's augmentation.
+
+    Item i of epoch e is always augmented the same way, whichever worker loads it.
+    Call `set_epoch(e)` before each epoch (as with DistributedSampler). With
+    `persistent_workers=True` the workers keep the epoch they were started with.
+    """
+
+    def __init__(self, dataset, recipe: Any, seed: int = 0):
+        self.dataset = dataset
+        self.transform = RecipeTransform(recipe, seed=seed)
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = int(epoch)
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, index: int):
+        item = self.dataset[index]
+        if isinstance(item, tuple) and len(item) == 2 and isinstance(item[1], dict):
+            return self.transform(item[0], item[1], index=index, epoch=self.epoch)
+        if isinstance(item, tuple):  # (image, class label): augment the image only
+            return (self.transform(item[0], index=index, epoch=self.epoch), *item[1:])
+        return self.transform(item, index=index, epoch=self.epoch)
+
+
+class BatchAugment:
+    """Per-sample random augmentation of a (B, C, H, W) batch on any device.
+
+    Each sample draws its own flip/rot90/angle/brightness/contrast/noise from a
+    torch.Generator seeded from (seed, batch_index). Boxes (list of (N_i, 4) xyxy
+    tensors) and masks (list of (N_i, H, W)) follow; with masks, boxes are their
+    tight boxes. Images may be uint8 (0..255) or float (0..1); the dtype is kept.
+    rot90 with odd k needs square images (a batch keeps one shape).
+    """
+
+    def __init__(self, *, seed: int = 0, hflip: float = 0.5, vflip: float = 0.0, rot90: float = 0.0,
+                 rotate_limit: float = 0.0, brightness: float = 0.0, contrast: float = 0.0,
+                 noise_sigma: tuple[float, float] = (0.0, 0.0)):
+        self.seed = int(seed)
+        self.hflip, self.vflip, self.rot90 = hflip, vflip, rot90
+        self.rotate_limit, self.brightness, self.contrast = rotate_limit, brightness, contrast
+        self.noise_sigma = tuple(noise_sigma)
+
+    def generator(self, batch_index: int, device: torch.device) -> torch.Generator:
+        seed = derived_int_seed(sample_rng(self.seed, "batch_augment", int(batch_index)))
+        return torch.Generator(device=device).manual_seed(seed)
+
+    def __call__(self, images: torch.Tensor, boxes: list[torch.Tensor] | None = None,
+                 masks: list[torch.Tensor] | None = None, *, batch_index: int):
+        b, _, h, w = images.shape
+        dev = images.device
+        gen = self.generator(batch_index, dev)
+
+        def uniform(lo: float, hi: float) -> torch.Tensor:
+            return lo + (hi - lo) * torch.rand(b, generator=gen, device=dev)
+
+        # 1. Per-sample parameters, all drawn up front in a fixed order.
+        hflip = uniform(0, 1) < self.hflip
+        vflip = uniform(0, 1) < self.vflip
+        k90 = torch.where(uniform(0, 1) < self.rot90,
+                          torch.randint(1, 4, (b,), generator=gen, device=dev), 0)
+        if h != w:
+            k90 = k90 - k90 % 2  # odd quarter turns would change the shape
+        angle = uniform(-self.rotate_limit, self.rotate_limit)
+        gain = uniform(1 - self.contrast, 1 + self.contrast)
+        bias = uniform(-self.brightness, self.brightness)
+        sigma = uniform(*self.noise_sigma)
+        scale = 255.0 if images.dtype == torch.uint8 else 1.0
+        x = images.float() / scale
+        masks = [m.clone() for m in masks] if masks is not None else None
+        boxes = [bx.clone().float() for bx in boxes] if boxes is not None else None
+
+        # 2. Exact geometry: flips and quarter turns move pixels and labels exactly.
+        x = torch.where(hflip[:, None, None, None], x.flip(-1), x)
+        x = torch.where(vflip[:, None, None, None], x.flip(-2), x)
+        for k in (1, 2, 3):
+            sel = k90 == k
+            if sel.any():
+                x[sel] = torch.rot90(x[sel], k, dims=(-2, -1))
+        for i in range(b):
+            if masks is not None:
+                m = masks[i]
+                if hflip[i]:
+                    m = m.flip(-1)
+                if vflip[i]:
+                    m = m.flip(-2)
+                masks[i] = torch.rot90(m, int(k90[i]), dims=(-2, -1))
+            if boxes is not None:
+                boxes[i] = _exact_boxes(boxes[i], bool(hflip[i]), bool(vflip[i]), int(k90[i]), h, w)
+
+        # 3. Rotation by any angle (grid_sample), only when asked for.
+        if self.rotate_limit > 0:
+            theta = _rotation_theta(angle, h, w)
+            grid = torch.nn.functional.affine_grid(theta, list(x.shape), align_corners=False)
+            x = torch.nn.functional.grid_sample(x, grid, mode="bilinear", padding_mode="zeros",
+                                                align_corners=False)
+            for i in range(b):
+                if masks is not None and len(masks[i]):
+                    m = masks[i][:, None].float()
+                    g = grid[i:i + 1].expand(len(m), -1, -1, -1)
+                    masks[i] = torch.nn.functional.grid_sample(
+                        m, g, mode="nearest", align_corners=False)[:, 0].to(masks[i].dtype)
+                if boxes is not None:
+                    boxes[i] = _rotated_boxes(boxes[i], float(angle[i]), h, w)
+
+        # 4. Photometric: contrast about the image mean, brightness, Gaussian noise.
+        mean = x.mean(dim=(1, 2, 3), keepdim=True)
+        x = (x - mean) * gain[:, None, None, None] + mean + bias[:, None, None, None]
+        if self.noise_sigma[1] > 0:
+            noise = torch.randn(x.shape, generator=gen, device=dev)
+            x = x + noise * (sigma / 255.0)[:, None, None, None]
+        x = x.clamp(0, 1)
+        out = (x * 255).round().to(torch.uint8) if images.dtype == torch.uint8 else x.to(images.dtype)
+
+        if masks is not None and boxes is not None:
+            boxes = [_mask_boxes(m) for m in masks]
+        return out, boxes, masks
+
+
+def _exact_boxes(bx: torch.Tensor, hflip: bool, vflip: bool, k90: int, h: int, w: int):
+    x1, y1, x2, y2 = bx.unbind(-1)
+    if hflip:
+        x1, x2 = w - x2, w - x1
+    if vflip:
+        y1, y2 = h - y2, h - y1
+    for _ in range(k90):  # counter-clockwise quarter turn: (x, y) -> (y, W - x)
+        x1, y1, x2, y2 = y1, w - x2, y2, w - x1
+        h, w = w, h
+    return torch.stack([x1, y1, x2, y2], -1)
+
+
+def _rotation_theta(angle_deg: torch.Tensor, h: int, w: int) -> torch.Tensor:
+    """affine_grid matrices (output -> input, normalized coords) rotating each image
+    counter-clockwise by angle about its centre, in pixel geometry (aspect-correct)."""
+    a = torch.deg2rad(angle_deg)
+    cos, sin = torch.cos(a), torch.sin(a)
+    theta = torch.zeros(len(a), 2, 3, device=a.device)
+    theta[:, 0, 0] = cos
+    theta[:, 0, 1] = -sin * h / w
+    theta[:, 1, 0] = sin * w / h
+    theta[:, 1, 1] = cos
+    return theta
+
+
+def _rotated_boxes(bx: torch.Tensor, angle_deg: float, h: int, w: int) -> torch.Tensor:
+    """Box around the rotated corners (largest_box), clipped to the image."""
+    if len(bx) == 0:
+        return bx
+    a = np.deg2rad(angle_deg)
+    cos, sin = float(np.cos(a)), float(np.sin(a))
+    cx, cy = w / 2, h / 2
+    corners = torch.stack([bx[:, [0, 1]], bx[:, [2, 1]], bx[:, [2, 3]], bx[:, [0, 3]]], 1)
+    dx, dy = corners[..., 0] - cx, corners[..., 1] - cy
+    # Counter-clockwise on screen (y down): x' = cos dx + sin dy, y' = -sin dx + cos dy.
+    rx, ry = cx + cos * dx + sin * dy, cy - sin * dx + cos * dy
+    out = torch.stack([rx.min(1).values, ry.min(1).values, rx.max(1).values, ry.max(1).values], -1)
+    out[:, [0, 2]] = out[:, [0, 2]].clamp(0, w)
+    out[:, [1, 3]] = out[:, [1, 3]].clamp(0, h)
+    return out
+
+
+def _mask_boxes(masks: torch.Tensor) -> torch.Tensor:
+    """Tight xyxy boxes of (N, H, W) masks; an emptied mask gets a zero box."""
+    rows = []
+    for m in masks.bool().cpu().numpy():
+        box = tight_bbox(m)
+        rows.append(box if box is not None else (0.0, 0.0, 0.0, 0.0))
+    return torch.tensor(rows, dtype=torch.float32, device=masks.device).reshape(-1, 4)
+

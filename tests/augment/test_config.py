@@ -1,0 +1,43 @@
+"""Recipe validation: unknown transforms and parameters name the key and the fix."""
+
+import pytest
+
+from imgsynth.core.errors import RecipeError
+from imgsynth.recipes.load import parse_recipe
+
+DATASET = {"type": "dataset", "path": "sample_assets/datasets/shapes_coco", "copies": 1}
+
+
+def recipe_error(transforms) -> str:
+    with pytest.raises(RecipeError) as info:
+        parse_recipe({"source": DATASET, "stages": [
+            {"type": "augment", "transforms": [{"name": "HorizontalFlip"}, *transforms]}]})
+    return str(info.value)
+
+
+def test_unknown_transform_names_the_key_and_suggests():
+    text = recipe_error([{"name": "GausianBlur"}])
+    assert "stages.0.transforms.1" in text and "Did you mean 'GaussianBlur'?" in text
+    text = recipe_error([{"name": "imgsynth.GausianNoise"}])
+    assert "stages.0.transforms.1" in text and "'imgsynth.GaussianNoise'" in text
+
+
+def test_unknown_parameter_suggests_from_the_signature():
+    text = recipe_error([{"name": "Rotate", "limt": 30}])
+    assert "stages.0.transforms.1" in text and "Did you mean 'limit'?" in text
+    assert "Did you mean 'sigma'?" in recipe_error([{"name": "imgsynth.GaussianNoise", "sigmaa": 3}])
+
+
+def test_albumentations_own_validation_becomes_a_message():
+    text = recipe_error([{"name": "Rotate", "limit": "abc"}])
+    assert "invalid parameters for Rotate" in text and "limit" in text
+    assert "errors.pydantic.dev" not in text
+    assert "must lie in" in recipe_error([{"name": "imgsynth.SaltPepper", "amount": 2}])
+
+
+def test_border_modes_by_name_and_mirroring_rejected():
+    recipe = parse_recipe({"source": DATASET, "stages": [{"type": "augment", "transforms": [
+        {"name": "Rotate", "border_mode": "replicate"}]}]})
+    assert recipe.stages[0].transforms[0].params == {"border_mode": "replicate"}
+    assert "imgsynth.Rotate" in recipe_error([{"name": "Rotate", "border_mode": "reflect"}])
+    assert "Did you mean 'replicate'" in recipe_error([{"name": "Rotate", "border_mode": "replicat"}])

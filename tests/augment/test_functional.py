@@ -1,0 +1,116 @@
+"""Noise statistics, saturation and exact geometry of the pure kernels."""
+
+import numpy as np
+import pytest
+
+from imgsynth.augment import functional as F
+
+
+def residual(out, image):
+    return out.astype(np.float64) - image.astype(np.float64)
+
+
+def neighbour_correlation(r):
+    a, b = r[:, :-1].ravel(), r[:, 1:].ravel()
+    return float(np.corrcoef(a, b)[0, 1])
+
+
+@pytest.mark.parametrize("per_channel", [True, False])
+def test_gaussian_noise_uint8_residual_has_requested_statistics(per_channel):
+    image = np.full((192, 192, 3), 128, np.uint8)
+    out = F.gaussian_noise_image(image, 10.0, np.random.default_rng(1), per_channel=per_channel)
+    r = residual(out, image)
+    assert abs(r.mean()) < 0.15
+    assert abs(r.std() - 10.0) < 0.25  # rounding to whole levels adds 1/12 variance
+    assert abs(neighbour_correlation(r[:, :, 0])) < 0.02
+    channels_equal = np.array_equal(r[:, :, 0], r[:, :, 1])
+    assert channels_equal == (not per_channel)
+    if per_channel:
+        assert abs(np.corrcoef(r[:, :, 0].ravel(), r[:, :, 1].ravel())[0, 1]) < 0.02
+
+
+def test_gaussian_noise_float32_statistics_and_range():
+    image = np.full((160, 160, 3), 0.5, np.float32)
+    out = F.gaussian_noise_image(image, 12.75, np.random.default_rng(2))  # 0.05 in [0, 1]
+    assert out.dtype == np.float32
+    r = residual(out, image)
+    assert abs(r.mean()) < 0.001 and abs(r.std() - 0.05) < 0.001
+    bright = F.gaussian_noise_image(np.full((64, 64, 3), 0.99, np.float32), 30.0,
+                                    np.random.default_rng(2))
+    assert bright.max() <= 1.0 and bright.min() >= 0.0
+
+
+def test_noise_on_uint8_saturates_instead_of_wrapping():
+    image = np.full((128, 128, 3), 250, np.uint8)
+    out = F.gaussian_noise_image(image, 20.0, np.random.default_rng(3))
+    assert out.max() == 255
+    # Wrapping 250 + 30 would give 24; saturation never leaves the plausible range.
+    assert out.min() >= 250 - 5 * 20
+    dark = F.gaussian_noise_image(np.full((128, 128, 3), 3, np.uint8), 20.0, np.random.default_rng(3))
+    assert dark.min() == 0 and dark.max() <= 3 + 5 * 20
+    for kernel in (lambda im, g: F.speckle_noise_image(im, 0.05, g),
+                   lambda im, g: F.poisson_noise_image(im, 1000.0, g)):
+        out = kernel(image, np.random.default_rng(4))
+        assert out.max() == 255 and out.min() >= 150
+
+
+def test_same_seed_same_noise_other_seed_other_noise():
+    image = np.full((64, 64, 3), 100, np.uint8)
+    a = F.gaussian_noise_image(image, 8.0, np.random.default_rng(7))
+    b = F.gaussian_noise_image(image, 8.0, np.random.default_rng(7))
+    c = F.gaussian_noise_image(image, 8.0, np.random.default_rng(8))
+    assert np.array_equal(a, b)
+    assert abs(np.corrcoef(residual(a, image).ravel(), residual(c, image).ravel())[0, 1]) < 0.03
+
+
+def test_poisson_variance_follows_the_photon_count():
+    image = np.full((200, 200, 1), 128, np.uint8)
+    peak = 50.0
+    r = residual(F.poisson_noise_image(image, peak, np.random.default_rng(5)), image)
+    expected_std = np.sqrt(128 * peak / 255) * 255 / peak
+    assert abs(r.mean()) < 0.5 and abs(r.std() / expected_std - 1) < 0.05
+
+
+def test_salt_and_pepper_fraction():
+    image = np.full((200, 200, 3), 128, np.uint8)
+    out = F.salt_pepper_image(image, 0.1, 0.25, np.random.default_rng(6))
+    salt = (out == 255).all(axis=2).mean()
+    pepper = (out == 0).all(axis=2).mean()
+    assert abs(salt - 0.025) < 0.005 and abs(pepper - 0.075) < 0.007
+
+
+@pytest.mark.parametrize("k", [1, 2, 3])
+def test_rot90_points_follow_rot90_image(k):
+    image = np.zeros((5, 7), np.uint8)
+    image[1, 4] = 1  # pixel spanning x 4..5, y 1..2
+    turned = F.rot90_image(image, k)
+    ys, xs = np.nonzero(turned)
+    centre = F.rot90_points(np.array([[4.5, 1.5]]), k, 5, 7)
+    assert centre.tolist() == [[xs[0] + 0.5, ys[0] + 0.5]]
+
+
+def test_rotation_expand_keeps_the_whole_image():
+    matrix, h, w = F.rotation_matrix(90.0, 40, 60, expand=True)
+    assert (h, w) == (60, 40)
+    image = np.full((40, 60, 3), 200, np.uint8)
+    out = F.affine_image(image, matrix, h, w, interpolation="nearest")
+    assert (out == 200).all()
+    _, h45, w45 = F.rotation_matrix(45.0, 40, 60, expand=True)
+    assert (h45, w45) == (71, 71)
+    _, hc, wc = F.rotation_matrix(45.0, 40, 60, expand=False)
+    assert (hc, wc) == (40, 60)
+
+
+@pytest.mark.parametrize("mode,corner", [("constant", 0), ("replicate", 255)])
+def test_border_modes(mode, corner):
+    image = np.full((32, 32, 3), 255, np.uint8)
+    matrix, h, w = F.rotation_matrix(45.0, 32, 32, expand=False)
+    out = F.affine_image(image, matrix, h, w, border_mode=mode)
+    assert out[0, 0, 0] == corner
+
+
+def test_clip_polygon_to_image():
+    square = np.array([[-5.0, -5.0], [5.0, -5.0], [5.0, 5.0], [-5.0, 5.0]])
+    clipped = F.clip_polygon(square, 100, 100)
+    assert F.polygon_area(clipped) == pytest.approx(25.0)
+    assert len(F.clip_polygon(square - 50, 100, 100)) == 0
