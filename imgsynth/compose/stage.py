@@ -150,7 +150,7 @@ class ComposeSource:
             instances, hidden = self._labels(zbuf, styles)
             if not hidden or attempt == tries - 1:
                 break
-            counts["resampled"] += 1
+        counts["resampled"] += attempt
         counts["hidden_as_clutter"] += hidden
         return Sample(
             index=index, image=image, instances=instances,
