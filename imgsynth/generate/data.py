@@ -53,7 +53,7 @@ def fit_image(image: np.ndarray, resolution: int, fit: str, *, file: str = "") -
         side = min(h, w)
         top, left = (h - side) // 2, (w - side) // 2
         image = image[top:top + side, left:left + side]
-    interpolation = cv2.INTER_AREA if min(image.shape[:2]) > resolution else cv2.INTER_CUBIC
+    interpolation = cv2.INTER_AREA if max(image.shape[:2]) > resolution else cv2.INTER_CUBIC
     resized = cv2.resize(image, (resolution, resolution), interpolation=interpolation)
     return resized.reshape(resolution, resolution, image.shape[2])
 
