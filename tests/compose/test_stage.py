@@ -198,3 +198,14 @@ def test_rng_is_the_only_randomness(assets):
     np.random.seed(123)  # global state must not matter
     two = source.generate(3, sample_rng(1, "compose", 3))
     assert (one.image == two.image).all()
+
+
+def test_avoid_mask_keeps_object_centres_off_its_pixels(assets, tmp_path):
+    avoid = np.zeros((30, 40), np.uint8)
+    avoid[:, :20] = 255  # the left half, at another size than the output
+    (tmp_path / "avoid.png").write_bytes(encode_image(avoid))
+    source = build(assets, avoid_mask=str(tmp_path / "avoid.png"), objects_per_image=[3, 3],
+                   rotation=[0, 0], aspect_jitter=0, flip_horizontal=0, max_occlusion=0.0)
+    insts = [inst for i in range(6) for inst in generate(source, i).instances]
+    assert len(insts) >= 10
+    assert all((inst.bbox_xyxy[0] + inst.bbox_xyxy[2]) / 2 >= 80 - 1 for inst in insts)
