@@ -128,6 +128,7 @@ class AugmentedDataset(torch.utils.data.Dataset):
         return len(self.dataset)
 
     def __getitem__(self, index: int):
+        _one_cv2_thread_per_worker()  # before the wrapped dataset's own cv2 calls
         item = self.dataset[index]
         if isinstance(item, tuple) and len(item) == 2 and isinstance(item[1], dict):
             return self.transform(item[0], item[1], index=index, epoch=self.epoch)

@@ -1,0 +1,98 @@
+"""imgsynth.torch: worker-count invariance, epochs, torchvision targets, batched path."""
+
+import numpy as np
+import pytest
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from imgsynth.torch import AugmentedDataset, BatchAugment, RecipeTransform
+
+TRANSFORMS = [{"name": "imgsynth.Rotate", "limit": 30},
+              {"name": "RandomBrightnessContrast", "p": 0.8},
+              {"name": "imgsynth.GaussianNoise", "sigma": [2, 10]},
+              {"name": "imgsynth.HorizontalFlip"}]
+
+
+class Squares(Dataset):
+    def __len__(self):
+        return 6
+
+    def __getitem__(self, i):
+        import cv2
+
+        image = np.full((32, 40, 3), 30 * i, np.uint8)
+        mask = np.zeros((1, 32, 40), np.uint8)
+        mask[0, 8:20, 5 + i:20 + i] = 1
+        target = {"boxes": torch.tensor([[5.0 + i, 8.0, 20.0 + i, 20.0]]),
+                  "labels": torch.tensor([i % 3]), "masks": torch.from_numpy(mask),
+                  "cv2_threads": cv2.getNumThreads()}
+        return image, target
+
+
+def epoch_items(workers, epoch=0):
+    data = AugmentedDataset(Squares(), TRANSFORMS, seed=3)
+    data.set_epoch(epoch)
+    loader = DataLoader(data, batch_size=None, num_workers=workers)
+    return list(loader)
+
+
+def test_same_results_for_0_and_2_workers_and_new_ones_per_epoch():
+    serial, parallel = epoch_items(0), epoch_items(2)
+    for (img_a, tgt_a), (img_b, tgt_b) in zip(serial, parallel, strict=True):
+        assert np.array_equal(img_a, img_b)
+        assert torch.equal(tgt_a["boxes"], tgt_b["boxes"]) and torch.equal(tgt_a["masks"], tgt_b["masks"])
+    assert [t["cv2_threads"] for _, t in parallel] == [1] * 6  # set per worker, before item code
+    other_epoch = epoch_items(0, epoch=1)
+    assert sum(not np.array_equal(a[0], b[0]) for a, b in zip(serial, other_epoch)) >= 5
+
+
+def test_targets_are_torchvision_style_and_boxes_tight():
+    image, target = epoch_items(0)[2]
+    assert target["boxes"].dtype == torch.float32 and target["boxes"].shape == (1, 4)
+    assert target["labels"].dtype == torch.int64 and target["labels"].tolist() == [2]
+    assert target["masks"].dtype == torch.uint8 and target["masks"].shape == (1, *image.shape[:2])
+    ys, xs = torch.nonzero(target["masks"][0], as_tuple=True)
+    assert target["boxes"][0].tolist() == [xs.min().item(), ys.min().item(),
+                                           xs.max().item() + 1, ys.max().item() + 1]
+
+
+def test_recipe_transform_on_tensor_images():
+    transform = RecipeTransform(TRANSFORMS, seed=0)
+    image = torch.zeros(3, 16, 16, dtype=torch.uint8)
+    a = transform(image, index=4)
+    assert isinstance(a, torch.Tensor) and a.shape == (3, 16, 16)
+    assert torch.equal(a, transform(image, index=4))
+
+
+def test_batched_path_draws_parameters_per_sample_and_flips_boxes_exactly():
+    images = torch.zeros(8, 3, 24, 24)
+    images[:, :, 2:6, 3:9] = 1.0
+    boxes = [torch.tensor([[3.0, 2.0, 9.0, 6.0]]) for _ in range(8)]
+    augment = BatchAugment(seed=5, hflip=0.5, vflip=0.5, rot90=0.5, brightness=0.1, contrast=0.1)
+    out, out_boxes, _ = augment(images, boxes, batch_index=0)
+    expected = [tuple(b[0].tolist()) for b in out_boxes]
+    assert len(set(expected)) >= 3  # different flips/turns within one batch
+    for i in range(8):
+        ys, xs = torch.nonzero(out[i, 0] > out[i, 0].mean(), as_tuple=True)
+        assert expected[i] == (xs.min().item(), ys.min().item(), xs.max().item() + 1, ys.max().item() + 1)
+    brightness = out.mean(dim=(1, 2, 3))
+    assert len(set(brightness.round(decimals=5).tolist())) >= 6
+    again, again_boxes, _ = augment(images, boxes, batch_index=0)
+    assert torch.equal(out, again)
+    other, _, _ = augment(images, boxes, batch_index=1)
+    assert not torch.equal(out, other)
+
+
+def test_batched_rotation_boxes_match_rotated_masks():
+    images = torch.zeros(4, 3, 32, 48, dtype=torch.uint8)
+    masks = [torch.zeros(1, 32, 48, dtype=torch.uint8) for _ in range(4)]
+    for m in masks:
+        m[0, 8:16, 20:36] = 1
+    boxes = [torch.tensor([[20.0, 8.0, 36.0, 16.0]]) for _ in range(4)]
+    out, out_boxes, out_masks = BatchAugment(seed=1, hflip=0.0, rotate_limit=40,
+                                             noise_sigma=(2, 8))(images, boxes, masks, batch_index=0)
+    assert out.dtype == torch.uint8
+    for b, m in zip(out_boxes, out_masks):
+        ys, xs = torch.nonzero(m[0], as_tuple=True)
+        assert b[0].tolist() == [xs.min().item(), ys.min().item(), xs.max().item() + 1, ys.max().item() + 1]
+    assert len({m.numpy().tobytes() for m in out_masks}) == 4  # one angle per sample
