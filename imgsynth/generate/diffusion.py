@@ -162,7 +162,7 @@ def _load_pipeline(ref: ModelRef, device: str, dtype: str, options: PipelineOpti
     extra = {"safety_checker": None, "requires_safety_checker": False} if options.safety_checker == "off" else {}
     try:
         pipe = AutoPipelineForText2Image.from_pretrained(
-            ref.folder, torch_dtype=getattr(torch, dtype), local_files_only=True, **extra)
+            ref.folder, dtype=getattr(torch, dtype), local_files_only=True, **extra)
     except (OSError, ValueError) as exc:
         raise MissingModelError(f"cannot load model '{ref.name}' from {ref.folder}: {exc}",
                                 key=f"{key}.model", fix=f"the folder is incomplete or damaged; {_fetch_fix(ref.name)}") from None
@@ -300,8 +300,12 @@ class DiffusionSource:
     def __init__(self, config: DiffuseConfig):
         self.config = config
         self.batch_size = config.batch_size  # the engine groups indices by this (generate_batch)
+        from diffusers import AutoPipelineForText2Image
+
         self.model = load_model(config, key="source")
-        self.pipe = self.model.pipe
+        # A pipeline object of its own (sharing the cached weights) holds this source's scheduler.
+        self.pipe = AutoPipelineForText2Image.from_pipe(self.model.pipe)
+        self.pipe.set_progress_bar_config(disable=True)
         self.pipe.scheduler = make_scheduler(self.model, config, key="source")
         self.width = config.width or default_size(self.pipe)
         self.height = config.height or default_size(self.pipe)

@@ -1,0 +1,75 @@
+"""A tiny random-weight Stable Diffusion checkpoint, saved like a user's local model.
+
+Built from small configs (UNet2DConditionModel, AutoencoderKL, CLIPTextModel) with a
+CLIP tokenizer whose vocabulary is written here (single byte-level characters, no
+merges), then `save_pretrained` into a folder that the tests load through the same
+offline path a real checkpoint takes. Default image size: 32x32.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+
+def _byte_level_chars() -> list[str]:
+    """The 256 printable stand-ins CLIP's byte-level BPE uses for the bytes 0..255."""
+    kept = [*range(ord("!"), ord("~") + 1), *range(ord("¡"), ord("¬") + 1), *range(ord("®"), ord("ÿ") + 1)]
+    chars = list(kept)
+    extra = 0
+    for b in range(256):
+        if b not in kept:
+            chars.append(256 + extra)
+            extra += 1
+    return [chr(c) for c in chars]
+
+
+def write_tiny_tokenizer_files(folder: Path) -> tuple[Path, Path]:
+    folder.mkdir(parents=True, exist_ok=True)
+    chars = _byte_level_chars()
+    tokens = chars + [c + "</w>" for c in chars] + ["<|startoftext|>", "<|endoftext|>"]
+    vocab_file, merges_file = folder / "vocab.json", folder / "merges.txt"
+    vocab_file.write_text(json.dumps({t: i for i, t in enumerate(tokens)}))
+    merges_file.write_text("#version: 0.2\n")
+    return vocab_file, merges_file
+
+
+def build_tiny_sd_pipeline(folder: Path):
+    """A StableDiffusionPipeline with random weights: block widths 8/16, 2 text layers."""
+    import torch
+    from diffusers import AutoencoderKL, PNDMScheduler, StableDiffusionPipeline, UNet2DConditionModel
+    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
+
+    vocab_file, merges_file = write_tiny_tokenizer_files(folder / "tokenizer_src")
+    # transformers 5 names these `vocab`/`merges`; `vocab_file=` is silently ignored there.
+    tokenizer = CLIPTokenizer(vocab=str(vocab_file), merges=str(merges_file), model_max_length=77)
+    vocab = tokenizer.get_vocab()
+    torch.manual_seed(0)
+    unet = UNet2DConditionModel(
+        block_out_channels=(8, 16), layers_per_block=1, sample_size=16, in_channels=4, out_channels=4,
+        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
+        up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
+        cross_attention_dim=16, norm_num_groups=4, attention_head_dim=2)
+    vae = AutoencoderKL(
+        block_out_channels=(8, 16), in_channels=3, out_channels=3, latent_channels=4, norm_num_groups=4,
+        down_block_types=("DownEncoderBlock2D",) * 2, up_block_types=("UpDecoderBlock2D",) * 2,
+        sample_size=32)
+    text_encoder = CLIPTextModel(CLIPTextConfig(
+        bos_token_id=vocab["<|startoftext|>"], eos_token_id=vocab["<|endoftext|>"],
+        pad_token_id=vocab["<|endoftext|>"], vocab_size=len(vocab), hidden_size=16,
+        intermediate_size=32, num_attention_heads=2, num_hidden_layers=2,
+        max_position_embeddings=77, projection_dim=16))
+    scheduler = PNDMScheduler(skip_prk_steps=True, steps_offset=1)
+    return StableDiffusionPipeline(unet=unet, vae=vae, text_encoder=text_encoder, tokenizer=tokenizer,
+                                   scheduler=scheduler, safety_checker=None, feature_extractor=None,
+                                   requires_safety_checker=False)
+
+
+@pytest.fixture(scope="session")
+def tiny_sd_model(tmp_path_factory) -> Path:
+    """Folder of a saved tiny checkpoint (model_index.json, unet/, vae/, ...)."""
+    root = tmp_path_factory.mktemp("tiny_sd")
+    build_tiny_sd_pipeline(root).save_pretrained(root / "model")
+    return root / "model"

@@ -1,0 +1,235 @@
+"""Stable Diffusion source and img2img stage on a tiny random-weight checkpoint, offline, CPU."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from pydantic import ValidationError
+from typer.testing import CliRunner
+
+from imgsynth.cli import app
+from imgsynth.core.errors import MissingModelError
+from imgsynth.core.rng import sample_rng
+from imgsynth.core.sample import Instance, Sample
+from imgsynth.core.stage import BuildContext, SkipSample
+from imgsynth.generate.diffusion_config import SCHEDULERS, DiffuseConfig, Img2ImgConfig
+from imgsynth.io.image import decode_image, encode_image
+from tests.generate.diffusion_fixtures import tiny_sd_model  # noqa: F401 - session fixture
+
+runner = CliRunner()
+
+
+@pytest.fixture(autouse=True)
+def _offline(monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+
+
+def _source(model: Path, **fields):
+    config = DiffuseConfig(model=str(model), labels=["cat", "dog"], images_per_class=2, steps=3,
+                           prompts=["a photo of a {class} {context}"],
+                           slots={"context": ["on a sofa", "in a garden", ""]}, **fields)
+    return config.build(BuildContext(seed=0))
+
+
+def _recipe(tmp_path: Path, model: Path, source_extra: str = "", extra: str = "") -> Path:
+    path = tmp_path / "diffusion.yaml"
+    path.write_text(f"""
+seed: 7
+source:
+  type: diffuse
+  model: {model}
+  labels:
+    cat: {{}}
+    dog: {{text: small dog, negative_prompt: "cartoon"}}
+  prompts: ["a photo of a {{class}} {{context}}"]
+  slots: {{context: [on a sofa, in a garden]}}
+  negative_prompt: blurry
+  images_per_class: 2
+  steps: 3
+{source_extra}
+output:
+  formats: [imagefolder, csv]
+  preview: false
+{extra}""")
+    return path
+
+
+def test_every_listed_scheduler_exists_in_diffusers():
+    import diffusers
+
+    assert [name for name in SCHEDULERS if not hasattr(diffusers, name)] == []
+
+
+def test_recipe_errors_name_the_key_and_the_fix():
+    with pytest.raises(ValidationError, match="Did you mean 'EulerAncestralDiscreteScheduler'"):
+        DiffuseConfig(model="m", labels=["cat"], scheduler="EulerAncestral")
+    with pytest.raises(ValidationError, match=r"slot '\{context\}' but no values"):
+        DiffuseConfig(model="m", labels=["cat"], prompts=["a {class} {context}"])
+    with pytest.raises(ValidationError, match="keep_boxes with strength 0.8"):
+        Img2ImgConfig(model="m", strength=0.8, keep_boxes=True)
+    config = DiffuseConfig(model="m", labels=["cat", "dog", "bird"], images_per_class=4)
+    assert (config.classes(), config.count()) == (["cat", "dog", "bird"], 12)
+
+
+def test_run_writes_labeled_images_and_records_prompt_seed_model(tmp_path, tiny_sd_model):
+    out = tmp_path / "out"
+    result = runner.invoke(app, ["run", str(_recipe(tmp_path, tiny_sd_model)), "--out", str(out), "--quiet"])
+    assert result.exit_code == 0, result.output
+    records = [json.loads(line) for line in (out / "manifest.jsonl").read_text().splitlines()]
+    assert [r["label"] for r in records] == ["cat", "cat", "dog", "dog"]
+    for r in records:
+        image = decode_image(out / r["image"])
+        assert image.shape == (32, 32, 3) and image.std() > 0  # the checkpoint's native size, not blank
+        meta = r["meta"]
+        assert meta["model"] == str(tiny_sd_model) and len(meta["model_config_sha256"]) == 64
+        assert meta["scheduler"] == "PNDMScheduler" and meta["steps"] == 3
+        assert meta["prompt"] in {f"a photo of a {t} {c}" for t in ("cat", "small dog")
+                                  for c in ("on a sofa", "in a garden")}
+    assert records[0]["meta"]["negative_prompt"] == "blurry"
+    assert records[2]["meta"]["negative_prompt"] == "cartoon"
+    assert records[2]["meta"]["prompt"].startswith("a photo of a small dog")
+    assert len({r["meta"]["seed"] for r in records}) == 4  # one seed per image
+    assert sorted(p.name for p in (out / "imagefolder" / "dog").iterdir()) == ["00000003.png", "00000004.png"]
+    assert "images/00000001.png,cat" in (out / "labels.csv").read_text()
+
+
+def test_one_image_regenerates_from_its_manifest_entry_with_plain_diffusers(tmp_path, tiny_sd_model):
+    import torch
+    from diffusers import StableDiffusionPipeline
+
+    out = tmp_path / "out"
+    result = runner.invoke(app, ["run", str(_recipe(tmp_path, tiny_sd_model)), "--out", str(out), "--quiet"])
+    assert result.exit_code == 0, result.output
+    record = [json.loads(line) for line in (out / "manifest.jsonl").read_text().splitlines()][2]
+    meta = record["meta"]
+    pipe = StableDiffusionPipeline.from_pretrained(meta["model"], local_files_only=True)
+    image = pipe(prompt=meta["prompt"], negative_prompt=meta["negative_prompt"],
+                 num_inference_steps=meta["steps"], guidance_scale=meta["guidance_scale"],
+                 width=record["width"], height=record["height"], output_type="np",
+                 generator=torch.Generator(meta["generator_device"]).manual_seed(meta["seed"])).images[0]
+    pixels = np.clip(np.round(image * 255.0), 0, 255).astype(np.uint8)
+    assert encode_image(pixels, "png") == (out / record["image"]).read_bytes()
+
+
+def test_batches_keep_seeds_and_prompts_and_regenerate_byte_exact(tiny_sd_model):
+    source = _source(tiny_sd_model, batch_size=4)
+    rngs = lambda: [sample_rng(3, "diffuse", i) for i in range(4)]  # noqa: E731
+    batched = source.generate_batch(list(range(4)), rngs())
+    alone = [source.generate(i, rng) for i, rng in enumerate(rngs())]
+    for b, a in zip(batched, alone, strict=True):
+        assert (b.label, b.meta["prompt"], b.meta["seed"]) == (a.label, a.meta["prompt"], a.meta["seed"])
+        # Batched convolutions/GEMMs round differently from batch-1 ones on CPU: at most 1 level.
+        assert np.abs(b.image.astype(int) - a.image.astype(int)).max() <= 1
+    assert batched[0].meta["batch"] == [0, 1, 2, 3] and "batch" not in alone[0].meta
+    again = source.generate_batch(list(range(4)), rngs())
+    assert all(np.array_equal(x.image, y.image) for x, y in zip(batched, again, strict=True))
+
+
+def test_safety_checker_flags_are_skipped_and_not_written(tmp_path, tiny_sd_model, monkeypatch):
+    import torch
+
+    import imgsynth.generate.diffusion as diffusion
+
+    class FlagSecondImage(torch.nn.Module):
+        """Stands in for StableDiffusionSafetyChecker: blacks out and flags its 2nd image."""
+
+        calls = 0
+        device, dtype = torch.device("cpu"), torch.float32  # what the pipeline asks its modules
+
+        def forward(self, images, clip_input):
+            flags = []
+            for k in range(len(images)):
+                FlagSecondImage.calls += 1
+                flags.append(FlagSecondImage.calls == 2)
+                if flags[-1]:
+                    images[k] = 0
+            return images, flags
+
+    class FeatureExtractor:
+        def __call__(self, images, return_tensors):
+            return _Batch(torch.zeros(len(images), 3, 8, 8))
+
+    class _Batch:
+        def __init__(self, pixel_values):
+            self.pixel_values = pixel_values
+
+        def to(self, device):
+            return self
+
+    load = diffusion._load_pipeline
+
+    def load_with_checker(*args, **kwargs):
+        pipe = load(*args, **kwargs)
+        pipe.safety_checker, pipe.feature_extractor = FlagSecondImage(), FeatureExtractor()
+        return pipe
+
+    monkeypatch.setattr(diffusion, "_load_pipeline", load_with_checker)
+    monkeypatch.setattr(diffusion, "_MODELS", {})
+    out = tmp_path / "out"
+    result = runner.invoke(app, ["run", str(_recipe(tmp_path, tiny_sd_model)), "--out", str(out), "--quiet"])
+    assert result.exit_code == 0, result.output
+    assert sorted(p.name for p in (out / "images").iterdir()) == ["00000001.png", "00000003.png", "00000004.png"]
+    skipped = [json.loads(line) for line in (out / "skipped.jsonl").read_text().splitlines()]
+    assert [(s["index"], s["skipped"]) for s in skipped] == [(1, "safety_checker")]
+    assert "prompt 'a photo of a cat" in skipped[0]["detail"]
+
+
+def test_missing_model_exits_2_with_the_fetch_command(tmp_path, tiny_sd_model):
+    recipe = _recipe(tmp_path, tiny_sd_model)
+    for model, expected in (("nobody-here/no-such-model", "hf download nobody-here/no-such-model"),
+                            (str(tmp_path / "models" / "sd15"), "not found")):
+        result = runner.invoke(app, ["run", str(recipe), "--out", str(tmp_path / "out"), "--quiet",
+                                     "--set", f"source.model={model}"])
+        assert result.exit_code == 2, result.output
+        assert model in result.output and expected in result.output
+        assert not (tmp_path / "out" / "images").exists()
+    with pytest.raises(MissingModelError, match="not a diffusers pipeline"):
+        _source(tiny_sd_model.parent)  # a folder without model_index.json
+
+
+def test_bad_scheduler_name_exits_2(tmp_path, tiny_sd_model):
+    recipe = _recipe(tmp_path, tiny_sd_model, source_extra="  scheduler: DPMSolverMultistep")
+    result = runner.invoke(app, ["run", str(recipe), "--out", str(tmp_path / "out"), "--quiet"])
+    assert result.exit_code == 2, result.output
+    assert "source.scheduler" in result.output and "DPMSolverMultistepScheduler" in result.output
+
+
+def test_scheduler_by_name_changes_images_and_is_recorded(tiny_sd_model):
+    default, euler = _source(tiny_sd_model), _source(tiny_sd_model, scheduler="EulerDiscreteScheduler")
+    a, b = default.generate(0, sample_rng(0, "diffuse", 0)), euler.generate(0, sample_rng(0, "diffuse", 0))
+    assert (a.meta["scheduler"], b.meta["scheduler"]) == ("PNDMScheduler", "EulerDiscreteScheduler")
+    assert a.meta["seed"] == b.meta["seed"] and not np.array_equal(a.image, b.image)
+
+
+def _labeled_sample(image: np.ndarray) -> Sample:
+    box = Instance("cat", (4.0, 6.0, 20.0, 18.0))
+    return Sample(index=0, image=image, instances=[box], label="cat", meta={"source": "real"})
+
+
+def test_img2img_keeps_size_label_and_drops_boxes_unless_asked(tiny_sd_model):
+    image = np.random.default_rng(0).integers(0, 255, (30, 22, 3), dtype=np.uint8)  # not a multiple of 8
+    stage = Img2ImgConfig(model=str(tiny_sd_model), steps=4, strength=0.5).build(BuildContext(seed=0))
+    out = stage.apply(_labeled_sample(image), sample_rng(0, "0.diffuse_img2img", 0))
+    assert out.image.shape == (30, 22, 3) and out.label == "cat" and out.instances == []
+    assert not np.array_equal(out.image, image)
+    assert out.meta["source"] == "real" and out.meta["diffuse_img2img"]["prompt"] == "a photo of a cat"
+    again = stage.apply(_labeled_sample(image), sample_rng(0, "0.diffuse_img2img", 0))
+    assert np.array_equal(out.image, again.image)
+
+    keep = Img2ImgConfig(model=str(tiny_sd_model), steps=4, strength=0.25, keep_boxes=True).build(BuildContext(seed=0))
+    gray = keep.apply(_labeled_sample(image[:, :, :1]), sample_rng(0, "0.diffuse_img2img", 0))
+    assert gray.image.shape == (30, 22, 1)
+    assert [i.bbox_xyxy for i in gray.instances] == [(4.0, 6.0, 20.0, 18.0)]
+
+
+def test_filtered_img2img_sample_is_skipped(tiny_sd_model):
+    stage = Img2ImgConfig(model=str(tiny_sd_model), steps=2, strength=0.5).build(BuildContext(seed=0))
+
+    # What StableDiffusionPipeline's checker does with a flagged image: black it out and say so.
+    stage.pipe.run_safety_checker = lambda image, device, dtype: (image * 0, [True])
+    with pytest.raises(SkipSample) as skip:
+        stage.apply(_labeled_sample(np.zeros((16, 16, 3), np.uint8)), sample_rng(0, "s", 0))
+    assert skip.value.reason == "safety_checker"
