@@ -72,7 +72,8 @@ def make_preview(out_dir: Path, n: int = 16, dest: Path | None = None) -> Path:
                                  for rec in chosen) else 2
     tiles = [render_tile(out_dir, rec, colors, area, lines) for rec in chosen]
     columns = 1 if wide else math.ceil(math.sqrt(len(tiles)))
-    header = (f"{out_dir.resolve().name}: {len(records)} samples, showing {len(chosen)}"
+    # No folder name in the header: the sheet's bytes must not depend on where --out is.
+    header = (f"{len(records)} samples, showing {len(chosen)}"
               + (" spread evenly" if len(chosen) < len(records) else ""))
     sheet = assemble_sheet(tiles, columns, header, counts, colors)
     atomic_write_bytes(dest, encode_image(sheet, "png"))
@@ -397,3 +398,25 @@ def layout_legend(items, font, width: int) -> list[list[tuple[int, str, tuple]]]
         rows[-1].append((GAP + x, text, color))
         x += item_w
     return rows
+
+
+def stack_previews(parts: list[tuple[str, Path]], dest: Path) -> Path:
+    """One sheet for a multi-part run: each part's preview under a title bar."""
+    from PIL import Image, ImageDraw
+
+    sheets = [(name, np.asarray(Image.open(path).convert("RGB"))) for name, path in parts
+              if Path(path).exists()]
+    if not sheets:
+        raise InputError("no part wrote a preview.png", file=str(dest.parent))
+    width = max(sheet.shape[1] for _, sheet in sheets)
+    title_h = 30
+    height = sum(sheet.shape[0] + title_h for _, sheet in sheets)
+    canvas = Image.new("RGB", (width, height), SHEET_BACKGROUND)
+    draw = ImageDraw.Draw(canvas)
+    y = 0
+    for name, sheet in sheets:
+        draw.text((GAP, y + 6), f"part: {name}", font=caption_font(18), fill=INK)
+        canvas.paste(Image.fromarray(sheet), (0, y + title_h))
+        y += title_h + sheet.shape[0]
+    atomic_write_bytes(dest, encode_image(np.asarray(canvas), "png"))
+    return dest

@@ -89,3 +89,37 @@ def test_output_folder_must_be_empty_without_resume(tmp_path, coco_dataset):
     before = tree_hashes(tmp_path / "out")
     run_recipe(recipe, tmp_path / "out", resume=True, quiet=True)
     assert tree_hashes(tmp_path / "out") == before
+
+
+def test_multi_part_recipe_writes_each_part_and_a_combined_preview(tmp_path, coco_dataset):
+    recipe = write_recipe(tmp_path / "parts.yaml", f"""
+seed: 3
+parts:
+  first:
+    source: {{type: dataset, path: {coco_dataset}, copies: 1}}
+    output: {{formats: [coco]}}
+  second:
+    source: {{type: dataset, path: {coco_dataset}, copies: 2}}
+    output: {{formats: [yolo]}}
+""")
+    summary = run_recipe(recipe, tmp_path / "a", quiet=True)
+    assert summary.written == 6 + 12
+    assert (tmp_path / "a" / "first" / "annotations.json").exists()
+    assert (tmp_path / "a" / "second" / "data.yaml").exists()
+    assert (tmp_path / "a" / "preview.png").stat().st_size > 0
+    # The saved multi-part recipe reproduces the whole run.
+    run_recipe(tmp_path / "a" / "recipe.yaml", tmp_path / "b", quiet=True)
+    assert tree_hashes(tmp_path / "a") == tree_hashes(tmp_path / "b")
+
+
+def test_parts_reject_a_top_level_source(tmp_path, coco_dataset):
+    from imgsynth.core.errors import RecipeError
+
+    recipe = write_recipe(tmp_path / "bad.yaml", f"""
+source: {{type: dataset, path: {coco_dataset}}}
+parts:
+  a: {{source: {{type: dataset, path: {coco_dataset}}}}}
+""")
+    with pytest.raises(RecipeError, match="move 'source' into a part"):
+        run_recipe(recipe, tmp_path / "o", quiet=True)
+    assert not (tmp_path / "o").exists()
