@@ -27,6 +27,17 @@ def _offline(monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
 
 
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """The tiny UNet's ops are microseconds long: thread hand-offs cost more than they save."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 def _source(model: Path, **fields):
     config = DiffuseConfig(model=str(model), labels=["cat", "dog"], images_per_class=2, steps=3,
                            prompts=["a photo of a {class} {context}"],
