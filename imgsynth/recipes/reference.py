@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import types
 import typing
 from typing import Any
 
@@ -16,10 +17,23 @@ from imgsynth.recipes.schema import OutputConfig, Recipe
 
 
 def _type_name(annotation: Any) -> str:
-    text = repr(annotation) if not isinstance(annotation, type) else annotation.__name__
-    for noise in ("typing.", "pathlib.", "imgsynth.", "annotated_types.", "NoneType"):
-        text = text.replace(noise, "None" if noise == "NoneType" else "")
-    return text.replace("|", "\\|")
+    """A short readable type: `list[LinesTexts | WordsTexts]`, `int | None`, `Literal[...]`."""
+    origin = typing.get_origin(annotation)
+    args = typing.get_args(annotation)
+    if origin is typing.Annotated:
+        return _type_name(args[0])
+    if origin in (typing.Union, types.UnionType):
+        return " \\| ".join(_type_name(a) for a in args)
+    if origin is typing.Literal:
+        return " \\| ".join(f"`{a!r}`" for a in args)
+    if origin is not None:
+        name = getattr(origin, "__name__", str(origin))
+        return f"{name}[{', '.join(_type_name(a) for a in args)}]" if args else name
+    if annotation is type(None):
+        return "None"
+    if isinstance(annotation, type):
+        return annotation.__name__
+    return str(annotation).replace("typing.", "")
 
 
 def _default(field) -> str:
@@ -43,9 +57,9 @@ def _table(model: type[BaseModel], prefix: str = "") -> list[str]:
     for name, field in model.model_fields.items():
         desc = (field.description or "").replace("\n", " ").replace("|", "\\|")
         rows.append(f"| `{prefix}{name}` | {_type_name(field.annotation)} | {_default(field)} | {desc} |")
-        sub = _submodel(field.annotation)
-        if sub is not None and sub is not model:
-            nested.append((f"{prefix}{name}.", sub))
+        for sub in _submodels(field.annotation):
+            if sub is not model:
+                nested.append((f"{prefix}{name}.", sub))
     out = rows + [""]
     for sub_prefix, sub in nested:
         out += [f"#### `{sub_prefix[:-1]}` ({sub.__name__})", ""]
@@ -55,14 +69,10 @@ def _table(model: type[BaseModel], prefix: str = "") -> list[str]:
     return out
 
 
-def _submodel(annotation: Any) -> type[BaseModel] | None:
+def _submodels(annotation: Any) -> list[type[BaseModel]]:
     if isinstance(annotation, type) and issubclass(annotation, BaseModel):
-        return annotation
-    for arg in typing.get_args(annotation):
-        found = _submodel(arg)
-        if found is not None:
-            return found
-    return None
+        return [annotation]
+    return [m for arg in typing.get_args(annotation) for m in _submodels(arg)]
 
 
 def render_reference() -> str:
