@@ -1,0 +1,109 @@
+"""The Ray engine keeps the run contract: the same bytes as the local engine, after a killed
+worker and after --resume; a failing sample stops the run with its index and source."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from imgsynth.core.errors import SampleError
+from imgsynth.engine.pipeline import chunk_path
+from imgsynth.engine.ray import KILL_CHUNK_ENV, gpus_per_worker
+from imgsynth.run import run_recipe
+from tests.conftest import make_coco_dataset, tree_hashes, write_recipe
+
+ray = pytest.importorskip("ray")
+
+RECIPE = """
+seed: 7
+source:
+  type: dataset
+  path: {data}
+  format: coco
+  copies: 4
+output:
+  formats: [coco, yolo]
+  preview: false
+"""
+
+
+@pytest.fixture(scope="module", autouse=True)
+def local_ray():
+    """One 2-CPU Ray for the module; run_ray joins it instead of starting its own."""
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False,
+             _node_ip_address="127.0.0.1")
+    yield
+    ray.shutdown()
+
+
+@pytest.fixture(scope="module")
+def case(tmp_path_factory):
+    """A 24-sample recipe (3 chunks of 8) and its output from the local engine."""
+    root = tmp_path_factory.mktemp("ray")
+    data = make_coco_dataset(root / "data")
+    recipe = write_recipe(root / "recipe.yaml", RECIPE.format(data=data))
+    run_recipe(recipe, root / "local", workers=1, quiet=True)
+    return root, data, recipe
+
+
+def test_ray_writes_the_same_files_as_local(case, tmp_path):
+    root, _, recipe = case
+    summary = run_recipe(recipe, tmp_path / "ray", engine="ray", workers=2, quiet=True)
+    assert summary.written == 24
+    local, remote = tree_hashes(root / "local"), tree_hashes(tmp_path / "ray")
+    assert sum(k.startswith("images/") for k in remote) == 24
+    assert "annotations.json" in remote and "manifest.jsonl" in remote
+    assert remote == local
+
+
+def test_killed_worker_is_retried_and_output_is_identical(case, tmp_path, monkeypatch):
+    root, _, recipe = case
+    marker = tmp_path / "killed-once"
+    monkeypatch.setenv(KILL_CHUNK_ENV, f"1:{marker}")
+    summary = run_recipe(recipe, tmp_path / "ray", engine="ray", workers=2, quiet=True)
+    assert marker.exists(), "the test hook did not kill the worker"
+    assert summary.written == 24
+    assert tree_hashes(tmp_path / "ray") == tree_hashes(root / "local")
+
+
+def test_resume_runs_only_missing_chunks(case, tmp_path):
+    root, _, recipe = case
+    out = tmp_path / "out"
+    shutil.copytree(root / "local", out)
+    # An interrupted run: chunk 2 (indices 16..23) never finished, nothing was assembled.
+    chunk_path(out, 2).unlink()
+    for index in range(16, 24):
+        (out / "images" / f"{index + 1:08d}.png").unlink()
+    (out / "manifest.jsonl").unlink()
+    kept = (out / "images" / "00000001.png").stat().st_mtime_ns
+    run_recipe(recipe, out, engine="ray", workers=2, resume=True, quiet=True)
+    assert tree_hashes(out) == tree_hashes(root / "local")
+    assert (out / "images" / "00000001.png").stat().st_mtime_ns == kept  # chunk 0 not redone
+
+
+def test_sample_error_names_index_and_source(case, tmp_path):
+    root, data, _ = case
+    broken = shutil.copytree(data, tmp_path / "data")
+    (broken / "images" / "img002.png").write_bytes(b"not a png")
+    recipe = write_recipe(tmp_path / "recipe.yaml", RECIPE.format(data=broken))
+    with pytest.raises(SampleError) as info:
+        run_recipe(recipe, tmp_path / "out", engine="ray", workers=2, quiet=True)
+    assert info.value.exit_code == 1
+    assert info.value.index in range(8, 12)  # the 4 copies of the third image
+    assert "img002.png" in str(info.value)
+    assert not (tmp_path / "out" / "manifest.jsonl").exists()
+
+
+def test_cuda_stages_get_one_gpu_per_worker():
+    assert gpus_per_worker({"source": {"type": "compose"}, "stages": [{"type": "augment"}]}) == 0
+    assert gpus_per_worker({"source": {"type": "diffuse", "device": "cuda"}, "stages": []}) == 1
+
+
+def test_import_imgsynth_does_not_import_ray():
+    code = "import sys, imgsynth, imgsynth.run, imgsynth.cli; print('ray' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
