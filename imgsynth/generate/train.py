@@ -245,8 +245,11 @@ class TrainingRun:
         self.step = 0
         self.best: float | None = None
         self.bad_evals = 0
-        self.fid = self._fid_setup()
-        self.best_by = "fid" if self.fid else ("val_loss" if kind == "vae" else "latest")
+        self.fid, why_not = self._fid_setup()
+        self.best_by = ("fid" if self.fid else
+                        "val_loss" if kind == "vae" and len(self.holdout) else "latest")
+        if why_not:
+            log(f"FID off: {why_not}; best checkpoint by {self.best_by}")
         # 3. Fixed noise for the grids: one column per class when conditional.
         self.grid_cols = (len(self.classes) if cfg.conditional and len(self.classes) <= 16
                           else max(1, int(math.sqrt(cfg.grid_size))))
@@ -261,22 +264,19 @@ class TrainingRun:
         return z.to(self.device), labels
 
     def _fid_setup(self):
-        """(extractor, fid function, real images) when FID can be computed, else None."""
+        """((extractor, fid function, real images), None) when FID can be computed, else
+        (None, the reason)."""
         try:
             from imgsynth.evaluate.features import get_extractor
             from imgsynth.evaluate.fid import fid_from_arrays
         except ImportError as exc:
-            self.log(f"FID unavailable ({exc}); best checkpoint by "
-                     f"{'validation loss' if self.kind == 'vae' else 'the latest step'}")
-            return None
+            return None, f"the evaluator cannot be imported ({exc})"
         extractor = get_extractor(self.cfg.fid_extractor, preset="clean", device=str(self.device))
-        real = self.holdout.images if len(self.holdout) else self.train_set.images
+        real = self.holdout.images
         if len(real) <= extractor.num_features:
-            self.log(f"FID off: {len(real)} held-out images, {extractor.num_features + 1} needed "
-                     f"by the '{self.cfg.fid_extractor}' extractor; best checkpoint by "
-                     f"{'validation loss' if self.kind == 'vae' else 'the latest step'}")
-            return None
-        return extractor, fid_from_arrays, real
+            return None, (f"{len(real)} held-out images, {extractor.num_features + 1} needed by "
+                          f"the '{self.cfg.fid_extractor}' extractor")
+        return (extractor, fid_from_arrays, real), None
 
     # -- checkpoints ---------------------------------------------------------------
     def checkpoint(self) -> dict:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -13,6 +14,8 @@ from imgsynth.generate.cli import load_train_recipe, train_command
 from imgsynth.generate.train import TrainingRun, load_checkpoint
 from imgsynth.io.image import decode_image
 from tests.generate.conftest import tiny_recipe
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def assert_same_weights(a_path, b_path):
@@ -130,3 +133,31 @@ def test_a_vae_recipe_given_to_train_dcgan_says_which_command(tmp_path):
     recipe = tiny_recipe(tmp_path, "vae", model="vae")
     with pytest.raises(RecipeError, match="imgsynth train vae"):
         load_train_recipe("dcgan", recipe)
+
+
+def test_without_held_out_images_best_is_the_latest_checkpoint(tmp_path):
+    recipe = tiny_recipe(tmp_path, "vae", data={"kind": "digits", "limit": 32,
+                                                "holdout_fraction": 0.0})
+    result = train_command("vae", recipe, tmp_path / "run", quiet=True)
+    assert result.best_by == "latest" and result.best_metric is None
+    assert load_checkpoint(tmp_path / "run/checkpoints/best.pt")["step"] == 4
+    assert "ratio" not in result.memorization  # no held-out baseline to compare with
+
+
+@pytest.mark.parametrize("kind", ["dcgan", "vae"])
+def test_shipped_recipe_trains_through_the_cli(tmp_path, kind):
+    from typer.testing import CliRunner
+
+    from imgsynth.cli import app
+
+    recipe = ROOT / "recipes" / f"{kind}.yaml"
+    cfg = load_train_recipe(kind, recipe)
+    assert cfg.data.kind == "digits" and cfg.conditional and cfg.resolution == 32
+    small = ["steps=2", "batch_size=8", "data.limit=120", "grid_every=2", "memorization_samples=8",
+             "ngf=4" if kind == "dcgan" else "nf=4", "ndf=4" if kind == "dcgan" else "latent_dim=4"]
+    args = ["train", kind, str(recipe), "--out", str(tmp_path / "run"), "--quiet"]
+    result = CliRunner().invoke(app, args + [a for s in small for a in ("--set", s)])
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "run/grids/samples_00000002.png").exists()
+    again = CliRunner().invoke(app, args)
+    assert again.exit_code == 2 and "--resume" in again.output
