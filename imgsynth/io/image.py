@@ -21,8 +21,10 @@ def is_image_file(path: str | os.PathLike) -> bool:
     return Path(path).suffix.lower() in IMAGE_SUFFIXES
 
 
-def decode_image(path: str | os.PathLike, *, mode: str = "RGB") -> np.ndarray:
+def decode_image(path: str | os.PathLike, *, mode: str = "RGB", data: bytes | None = None) -> np.ndarray:
     """Read an image file as HxWx3 (mode 'RGB'), HxWx4 ('RGBA') or HxW ('L') uint8.
+
+    With `data`, decode those bytes instead (e.g. a tar shard member); `path` names them in errors.
 
     16-bit images are scaled to 8 bits (value >> 8 after normalising to the full
     range of the type), never clipped.
@@ -31,7 +33,7 @@ def decode_image(path: str | os.PathLike, *, mode: str = "RGB") -> np.ndarray:
 
     path = Path(path)
     try:
-        data = path.read_bytes()
+        data = path.read_bytes() if data is None else data
     except FileNotFoundError:
         raise InputError("image file not found", file=str(path)) from None
     except OSError as exc:

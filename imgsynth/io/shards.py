@@ -1,0 +1,121 @@
+"""Stream an imgsynth run's WebDataset shards into PyTorch training.
+
+    from imgsynth.io.shards import ShardDataset
+    data = ShardDataset("out/compose", seed=0, shuffle_buffer=1000)
+    loader = DataLoader(data, batch_size=None, num_workers=2)
+    for epoch in range(epochs):
+        data.set_epoch(epoch)
+        for image, record in loader: ...
+
+Each item is `(image, record)`: the image as HxWxC uint8 (decoded with the package's one
+decoder), the record as in manifest.jsonl plus `class_id` when the sample has a class
+label. With `transform`, an item is `transform(image, record)` instead.
+
+Order is a function of (seed, epoch, num_workers) only: the shard list is permuted by
+(seed, epoch) and dealt to DataLoader workers round-robin (worker w reads shards w, w+n,
+...), and each worker shuffles its samples through a buffer seeded by (seed, epoch, w).
+Every sample comes exactly once per epoch. Workers beyond the shard count get nothing,
+so write at least as many shards as workers (output.shard_size).
+
+Importing this module imports torch; `import imgsynth` alone never does.
+"""
+
+from __future__ import annotations
+
+import json
+import tarfile
+from collections.abc import Callable, Iterable, Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from imgsynth.core.errors import InputError
+from imgsynth.core.rng import sample_rng
+from imgsynth.io.image import decode_image
+from imgsynth.io.writers.shards import INDEX_NAME, SHARD_DIR
+
+
+def iter_tar_samples(path: Path) -> Iterator[dict[str, bytes]]:
+    """Members grouped by key (the name before the first dot), read as a stream."""
+    sample: dict[str, bytes] = {}
+    with tarfile.open(path, mode="r|") as tar:
+        for member in tar:
+            if not member.isfile():
+                continue
+            key, ext = member.name.split(".", 1)
+            if sample and sample["__key__"] != key.encode():
+                yield sample
+                sample = {}
+            sample["__key__"] = key.encode()
+            sample[ext] = tar.extractfile(member).read()
+    if sample:
+        yield sample
+
+
+def buffer_shuffle(items: Iterable[Any], size: int, rng: np.random.Generator) -> Iterator[Any]:
+    """Shuffle a stream with a buffer of `size` items: memory stays at `size` items."""
+    buffer: list[Any] = []
+    for item in items:
+        buffer.append(item)
+        if len(buffer) >= size:
+            i = int(rng.integers(len(buffer)))
+            buffer[i], buffer[-1] = buffer[-1], buffer[i]
+            yield buffer.pop()
+    while buffer:
+        i = int(rng.integers(len(buffer)))
+        buffer[i], buffer[-1] = buffer[-1], buffer[i]
+        yield buffer.pop()
+
+
+class ShardDataset(torch.utils.data.IterableDataset):
+    """`(image, record)` samples from OUT/shards (or a shards folder), shuffled and split
+    across DataLoader workers deterministically. Call `set_epoch(e)` before each epoch."""
+
+    def __init__(self, path: str | Path, *, seed: int = 0, shuffle_buffer: int = 1000,
+                 transform: Callable[[np.ndarray, dict], Any] | None = None):
+        folder = Path(path)
+        if (folder / SHARD_DIR).is_dir():
+            folder = folder / SHARD_DIR
+        index_path = folder / INDEX_NAME
+        if not index_path.is_file():
+            raise InputError("no shard index here", file=str(index_path),
+                             fix="run the recipe with 'webdataset' in output.formats")
+        rows = [json.loads(line) for line in index_path.read_text(encoding="utf-8").splitlines() if line]
+        self.shards = [folder / row["shard"] for row in rows]
+        self.count = sum(row["count"] for row in rows)
+        self.seed = int(seed)
+        self.shuffle_buffer = max(1, int(shuffle_buffer))
+        self.transform = transform
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = int(epoch)
+
+    def __len__(self) -> int:
+        return self.count
+
+    def worker_shards(self, worker: int, num_workers: int) -> list[Path]:
+        order = sample_rng(self.seed, f"shards/order/{self.epoch}", 0).permutation(len(self.shards))
+        return [self.shards[i] for i in order[worker::num_workers]]
+
+    def __iter__(self) -> Iterator[Any]:
+        info = torch.utils.data.get_worker_info()
+        worker, num_workers = (info.id, info.num_workers) if info else (0, 1)
+        shards = self.worker_shards(worker, num_workers)
+        raw = (s | {"__shard__": path.name} for path in shards for s in iter_tar_samples(path))
+        rng = sample_rng(self.seed, f"shards/buffer/{self.epoch}", worker)
+        for sample in buffer_shuffle(raw, self.shuffle_buffer, rng):
+            image, record = decode_sample(sample)
+            yield self.transform(image, record) if self.transform else (image, record)
+
+
+def decode_sample(sample: dict[str, Any]) -> tuple[np.ndarray, dict]:
+    record = json.loads(sample["json"])
+    ext = Path(record["image"]).suffix.lstrip(".")
+    name = f"{sample['__shard__']}/{sample['__key__'].decode()}.{ext}"
+    image = decode_image(name, data=sample[ext])
+    if "cls" in sample:
+        record["class_id"] = int(sample["cls"])
+    return image, record

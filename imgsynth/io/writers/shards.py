@@ -1,0 +1,87 @@
+"""`webdataset`: WebDataset tar shards for sets too big for one folder of files.
+
+OUT/shards/shard-000000.tar, ... hold `output.shard_size` samples each, in id order. Per
+sample (key = the 8-digit id): `<key>.<png|jpg|webp>` (the image file's bytes),
+`<key>.mask.png` when the sample has an instance map, `<key>.json` (its manifest record)
+and `<key>.cls` (the class id, ASCII) when it has a class label. OUT/shards/index.jsonl
+lists each shard's name, first and last id, count and sha256.
+
+Shards are byte-identical for the same manifest: members are sorted, with mtime 0,
+uid/gid 0, empty owner names and mode 0644. Each shard is written under a temporary
+name and then renamed, so a shard file is always complete. `imgsynth.io.shards`
+streams them into PyTorch.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import tarfile
+from pathlib import Path
+
+from imgsynth.core.errors import RecipeError
+from imgsynth.io.atomic import atomic_write_text
+
+SHARD_DIR = "shards"
+INDEX_NAME = "index.jsonl"
+
+
+def shard_name(number: int) -> str:
+    return f"shard-{number:06d}.tar"
+
+
+def sample_members(out_dir: Path, record: dict, classes: list[str]) -> list[tuple[str, bytes]]:
+    """(member name, bytes) of one sample, in the order they go into the tar."""
+    key = f"{record['id']:08d}"
+    members = [(f"{key}.json", json.dumps(record, ensure_ascii=False, sort_keys=True).encode())]
+    image = Path(record["image"])
+    members.append((f"{key}{image.suffix}", (out_dir / image).read_bytes()))
+    if record.get("mask"):
+        members.append((f"{key}.mask.png", (out_dir / record["mask"]).read_bytes()))
+    if record.get("label") is not None:
+        if record["label"] not in classes:
+            raise RecipeError(f"label '{record['label']}' (sample id {record['id']}) is not in the "
+                              f"class list {classes}", key="output.classes",
+                              fix="add it to output.classes")
+        members.append((f"{key}.cls", str(classes.index(record["label"])).encode()))
+    return sorted(members)
+
+
+def write_tar(path: Path, members: list[tuple[str, bytes]]) -> str:
+    """Write a deterministic tar under a temporary name, rename it; return its sha256."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    with open(tmp, "wb") as fh:
+        with tarfile.open(fileobj=fh, mode="w", format=tarfile.USTAR_FORMAT) as tar:
+            for name, data in members:
+                info = tarfile.TarInfo(name)
+                info.size, info.mtime, info.mode = len(data), 0, 0o644
+                info.uid = info.gid = 0
+                info.uname = info.gname = ""
+                tar.addfile(info, io.BytesIO(data))
+    digest = hashlib.sha256()
+    with open(tmp, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    os.replace(tmp, path)
+    return digest.hexdigest()
+
+
+def write_webdataset(out_dir: Path, records: list[dict], classes: list[str], output) -> list[Path]:
+    out_dir = Path(out_dir)
+    folder = out_dir / SHARD_DIR
+    folder.mkdir(parents=True, exist_ok=True)
+    size = output.shard_size
+    paths, index = [], []
+    for number, start in enumerate(range(0, len(records), size)):
+        group = records[start:start + size]
+        members = [m for rec in group for m in sample_members(out_dir, rec, classes)]
+        path = folder / shard_name(number)
+        sha = write_tar(path, members)
+        paths.append(path)
+        index.append({"shard": path.name, "first_id": group[0]["id"], "last_id": group[-1]["id"],
+                      "count": len(group), "sha256": sha})
+    index_path = folder / INDEX_NAME
+    atomic_write_text(index_path, "".join(json.dumps(row, sort_keys=True) + "\n" for row in index))
+    return paths + [index_path]
