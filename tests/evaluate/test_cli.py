@@ -134,3 +134,23 @@ def test_too_few_images_for_fid_skip_it_and_suggest_kid(tmp_path, digits):
     mixed = eval_command(gray_real, colour, "kid", "clean", tmp_path / "o2", "builtin",
                          cache_dir=False, kid_subsets=5, **QUIET)
     assert any("mismatched channels" in w for w in mixed["warnings"])
+
+
+def test_imgsynth_eval_command_line(tmp_path, folders, monkeypatch):
+    from typer.testing import CliRunner
+
+    from imgsynth.cli import app
+
+    _, real, fake = folders
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "th"))
+    monkeypatch.setenv("IMGSYNTH_CACHE", str(tmp_path / "cache"))
+    runner = CliRunner()
+    missing = runner.invoke(app, ["eval", "--real", str(real), "--fake", str(fake),
+                                  "--out", str(tmp_path / "r1")])
+    assert missing.exit_code == 2
+    assert "weights-inception-2015-12-05-6726825d.pth" in missing.output
+    assert not (tmp_path / "r1").exists()
+    ok = runner.invoke(app, ["eval", "--real", str(real), "--fake", str(fake), "--metrics", "fid,prdc",
+                             "--extractor", "builtin", "--out", str(tmp_path / "r2")])
+    assert ok.exit_code == 0, ok.output
+    assert json.loads((tmp_path / "r2" / "report.json").read_text())["metrics"]["fid"]["value"] > 0
