@@ -114,8 +114,9 @@ def resolve_model(model: str, revision: str | None, allow_download: bool, *, key
     except (OSError, ValueError) as exc:  # LocalEntryNotFoundError, HTTP errors are OSErrors
         why = "HF_HUB_OFFLINE is set" if allow_download else "allow_download is false"
         raise MissingModelError(
-            f"model '{model}' is neither a local folder nor in the local Hugging Face cache "
-            f"({why}; {type(exc).__name__})", key=key, fix=_fetch_fix(model)) from None
+            f"model '{model}': no such folder under {Path.cwd()}, and no hub repository of that "
+            f"name in the local Hugging Face cache ({why}; {type(exc).__name__})", key=key,
+            fix=f"a folder: check the path; a hub id: {_fetch_fix(model)}") from None
     if not (folder / "model_index.json").is_file():
         raise MissingModelError(f"hub model '{model}' has no model_index.json: not a diffusers pipeline",
                                 key=key, fix="use a diffusers-format repository")
