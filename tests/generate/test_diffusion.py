@@ -244,3 +244,31 @@ def test_filtered_img2img_sample_is_skipped(tiny_sd_model):
     with pytest.raises(SkipSample) as skip:
         stage.apply(_labeled_sample(np.zeros((16, 16, 3), np.uint8)), sample_rng(0, "s", 0))
     assert skip.value.reason == "safety_checker"
+
+
+def test_img2img_run_on_a_real_coco_set_keeps_boxes_at_low_strength(tmp_path, tiny_sd_model, coco_dataset):
+    recipe = tmp_path / "img2img.yaml"
+    recipe.write_text(f"""
+seed: 2
+source: {{type: dataset, path: {coco_dataset}}}
+stages:
+  - type: diffuse_img2img
+    model: {tiny_sd_model}
+    prompts: ["a photo of {{class}}, {{weather}}"]
+    slots: {{weather: [sunny, foggy]}}
+    strength: 0.25
+    steps: 4
+    keep_boxes: true
+output: {{formats: [coco], preview: false}}
+""")
+    out = tmp_path / "out"
+    result = runner.invoke(app, ["run", str(recipe), "--out", str(out), "--quiet"])
+    assert result.exit_code == 0, result.output
+    before = json.loads((coco_dataset / "annotations.json").read_text())
+    after = json.loads((out / "annotations.json").read_text())
+    assert [a["bbox"] for a in after["annotations"]] == [a["bbox"] for a in before["annotations"]]
+    record = json.loads((out / "manifest.jsonl").read_text().splitlines()[0])
+    assert record["meta"]["diffuse_img2img"]["prompt"] in {"a photo of disk, sunny", "a photo of disk, foggy"}
+    original = decode_image(coco_dataset / "images" / "img000.png")
+    assert decode_image(out / record["image"]).shape == original.shape
+    assert not np.array_equal(decode_image(out / record["image"]), original)
