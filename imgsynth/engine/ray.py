@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from imgsynth.core.errors import ImgsynthError, RunError
+from imgsynth.core.errors import ImgsynthError, InputError, RunError
 from imgsynth.engine.pipeline import ChunkResult, Pipeline
 
 # Test hook, documented in docs/scale-out.md: "<chunk_id>:<marker path>" makes the actor
@@ -37,7 +37,14 @@ class ChunkWorker:
     """A Ray Data actor: one Pipeline per process, one chunk per call."""
 
     def __init__(self, resolved: dict[str, Any], out_dir: str, classes: list[str] | None,
-                 kill_chunk: str | None = None):
+                 workdir: str, kill_chunk: str | None = None):
+        # Recipes name inputs relative to where `imgsynth run` was started; an actor on a
+        # cluster node starts elsewhere, so it works from the same (shared) folder.
+        if not os.path.isdir(workdir):
+            raise InputError("the folder imgsynth was started from is not on this Ray node",
+                             file=workdir, fix="run imgsynth from a folder on the shared file "
+                             "system, mounted at the same path on every node")
+        os.chdir(workdir)
         bound_threads()
         self.pipeline = Pipeline.from_resolved(resolved, out_dir, classes)
         bound_threads()  # again: building may have imported torch
@@ -122,8 +129,9 @@ def run_ray(resolved: dict[str, Any], out_dir: Path, classes: list[str] | None,
         warnings.simplefilter("ignore", DeprecationWarning)
         results = ray.data.from_items(items, override_num_blocks=len(items)).map_batches(
             ChunkWorker,
-            fn_constructor_kwargs={"resolved": resolved, "out_dir": str(out_dir),
-                                   "classes": classes, "kill_chunk": os.environ.get(KILL_CHUNK_ENV)},
+            fn_constructor_kwargs={"resolved": resolved, "out_dir": str(Path(out_dir).absolute()),
+                                   "classes": classes, "workdir": os.getcwd(),
+                                   "kill_chunk": os.environ.get(KILL_CHUNK_ENV)},
             batch_size=1, compute=ray.data.ActorPoolStrategy(size=min(workers, len(items))),
             num_cpus=1, num_gpus=gpus_per_worker(resolved),
             max_restarts=MAX_RESTARTS, max_task_retries=MAX_RESTARTS)
@@ -134,6 +142,7 @@ def run_ray(resolved: dict[str, Any], out_dir: Path, classes: list[str] | None,
             on_done(ChunkResult(int(row["chunk_id"]), int(row["written"]), int(row["skipped"]),
                                 int(row["failed"])))
     except ray.exceptions.RayError as exc:
-        raise RunError(f"the Ray run failed: {type(exc).__name__}",
+        last_line = [line for line in str(exc).splitlines() if line.strip()][-1:] or [""]
+        raise RunError(f"the Ray run failed: {type(exc).__name__}: {last_line[0].strip()}",
                        fix="check `ray status` and the worker logs (/tmp/ray/session_latest/logs), "
                            "then rerun with --resume") from exc

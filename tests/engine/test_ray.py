@@ -98,6 +98,17 @@ def test_sample_error_names_index_and_source(case, tmp_path):
     assert not (tmp_path / "out" / "manifest.jsonl").exists()
 
 
+def test_relative_input_paths_resolve_from_where_imgsynth_was_started(case, tmp_path, monkeypatch):
+    root, data, _ = case
+    shutil.copytree(data, tmp_path / "inputs")
+    recipe = write_recipe(tmp_path / "recipe.yaml", RECIPE.format(data="inputs"))
+    monkeypatch.chdir(tmp_path)  # the actors of the module's Ray started elsewhere
+    summary = run_recipe(recipe, "out", engine="ray", workers=2, quiet=True)
+    assert summary.written == 24
+    images = {k: v for k, v in tree_hashes(tmp_path / "out").items() if k.startswith("images/")}
+    assert images == {k: v for k, v in tree_hashes(root / "local").items() if k.startswith("images/")}
+
+
 def test_cuda_stages_get_one_gpu_per_worker():
     assert gpus_per_worker({"source": {"type": "compose"}, "stages": [{"type": "augment"}]}) == 0
     assert gpus_per_worker({"source": {"type": "diffuse", "device": "cuda"}, "stages": []}) == 1
