@@ -107,9 +107,33 @@ class Pipeline:
     def from_resolved(cls, resolved: dict[str, Any], out_dir: str, classes: list[str] | None):
         return cls(parse_recipe(resolved), Path(out_dir), classes)
 
-    def make(self, index: int) -> Sample:
+    def generated(self, indices: range):
+        """(index, Sample or the exception that replaced it) from the source, in order.
+
+        A source with `generate_batch` (e.g. diffusion) gets its indices in groups of its
+        `batch_size`; each image still has its own Generator, so results do not depend on
+        the grouping."""
         seed = self.recipe.seed
-        sample = self.source.generate(index, sample_rng(seed, self.source_name, index))
+        batch_size = getattr(self.source, "batch_size", 1)
+        if not hasattr(self.source, "generate_batch") or batch_size <= 1:
+            for index in indices:
+                try:
+                    yield index, self.source.generate(index, sample_rng(seed, self.source_name, index))
+                except Exception as exc:  # noqa: BLE001 - handled per sample by run_chunk
+                    yield index, exc
+            return
+        for start in range(0, len(indices), batch_size):
+            group = list(indices[start:start + batch_size])
+            try:
+                results = self.source.generate_batch(
+                    group, [sample_rng(seed, self.source_name, i) for i in group])
+            except Exception as exc:  # noqa: BLE001 - the whole group failed
+                results = [exc] * len(group)
+            yield from zip(group, results)
+
+    def finish(self, index: int, sample: Sample) -> Sample:
+        """Record provenance and apply the stages to a generated sample."""
+        seed = self.recipe.seed
         sample.index = index
         sample.seed_keys = [seed_key(seed, self.source_name, index)]
         if sample.passthrough:
@@ -122,9 +146,11 @@ class Pipeline:
     def run_chunk(self, chunk_id: int, indices: range) -> ChunkResult:
         lines = []
         written = skipped = failed = 0
-        for index in indices:
+        for index, generated in self.generated(indices):
             try:
-                record = self.writer.write(self.make(index))
+                if isinstance(generated, Exception):
+                    raise generated
+                record = self.writer.write(self.finish(index, generated))
                 written += 1
             except SkipSample as skip:
                 record = {"index": index, "skipped": skip.reason, "detail": skip.detail}

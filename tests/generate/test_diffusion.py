@@ -272,3 +272,21 @@ output: {{formats: [coco], preview: false}}
     original = decode_image(coco_dataset / "images" / "img000.png")
     assert decode_image(out / record["image"]).shape == original.shape
     assert not np.array_equal(decode_image(out / record["image"]), original)
+
+
+def test_engine_batches_a_run_with_the_same_seeds_and_prompts(tmp_path, tiny_sd_model):
+    outs = {}
+    for batch in (1, 4):
+        out = tmp_path / f"b{batch}"
+        recipe = _recipe(tmp_path, tiny_sd_model, source_extra=f"  batch_size: {batch}")
+        result = runner.invoke(app, ["run", str(recipe), "--out", str(out), "--quiet"])
+        assert result.exit_code == 0, result.output
+        outs[batch] = [json.loads(line) for line in (out / "manifest.jsonl").read_text().splitlines()]
+    assert outs[4][0]["meta"]["batch"] == [0, 1, 2, 3]  # the engine really grouped them
+    for alone, grouped in zip(outs[1], outs[4], strict=True):
+        assert alone["meta"]["seed"] == grouped["meta"]["seed"]
+        assert alone["meta"]["prompt"] == grouped["meta"]["prompt"]
+        assert alone["label"] == grouped["label"]
+        a = decode_image(tmp_path / "b1" / alone["image"]).astype(int)
+        b = decode_image(tmp_path / "b4" / grouped["image"]).astype(int)
+        assert abs(a - b).max() <= 1
