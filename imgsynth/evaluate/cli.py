@@ -43,24 +43,24 @@ def versions() -> dict[str, str]:
     return out
 
 
-def input_warnings(real, fake, preset: str, extractor) -> list[str]:
+def input_warnings(n_real: int, n_fake: int, preset: str, extractor_id: str,
+                   real_gray: bool | None, fake_gray: bool) -> list[str]:
+    """Things a reader must know before trusting the numbers (real_gray None: no images)."""
     warnings = []
-    n_small = min(real.n if hasattr(real, "covariance") else len(real), len(fake))
+    n_small = min(n_real, n_fake)
     if preset == "paper" and n_small < PAPER_MIN_SAMPLES:
         warnings.append(
             f"paper preset: only {n_small} images in the smaller set; FID is biased upwards "
             f"below {PAPER_MIN_SAMPLES:,} samples and published numbers use 10,000-50,000. "
             "Compare only FIDs computed with the same sample counts; KID is unbiased.")
-    if not extractor.id.startswith("inception"):
-        warnings.append(f"extractor '{extractor.id}' is not the FID Inception network: these "
+    if not extractor_id.startswith("inception"):
+        warnings.append(f"extractor '{extractor_id}' is not the FID Inception network: these "
                         "numbers are not comparable to published FID/IS values.")
-    if hasattr(real, "gray") and len(real) and len(fake):
-        real_gray, fake_gray = bool(real.gray.all()), bool(fake.gray.all())
-        if real_gray != fake_gray:
-            gray_role = "real" if real_gray else "synthetic"
-            warnings.append(
-                f"mismatched channels: the {gray_role} images are all grayscale, the other set "
-                "is colour; FID and the colour statistics will mostly measure the missing colour.")
+    if real_gray is not None and real_gray != fake_gray:
+        gray_role = "real" if real_gray else "synthetic"
+        warnings.append(
+            f"mismatched channels: the {gray_role} images are all grayscale, the other set "
+            "is colour; FID and the colour statistics will mostly measure the missing colour.")
     return warnings
 
 
@@ -180,8 +180,10 @@ def eval_command(real, fake, metrics=None, preset: str = "paper", out="eval_repo
     encoded_seconds = time.perf_counter() - started
 
     # 3. metrics
-    warnings = input_warnings(real_enc if real_enc is not None else real_stats, fake_enc,
-                              preset, feature_extractor)
+    n_real = len(real_enc) if real_enc is not None else real_stats.n
+    warnings = input_warnings(n_real, len(fake_enc), preset, feature_extractor.id,
+                              bool(real_enc.gray.all()) if real_enc is not None else None,
+                              bool(fake_enc.gray.all()))
     results = {}
     for name in names:
         try:
@@ -198,7 +200,7 @@ def eval_command(real, fake, metrics=None, preset: str = "paper", out="eval_repo
     report = {
         "how": {
             "real": str(real_path), "fake": str(fake_path),
-            "n_real": len(real_enc) if real_enc is not None else real_stats.n,
+            "n_real": n_real,
             "n_fake": len(fake_enc),
             "extractor": extractor, "extractor_id": feature_extractor.id,
             "feature_dim": feature_extractor.num_features,

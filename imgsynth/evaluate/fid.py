@@ -13,6 +13,7 @@ the tests compare against.
 from __future__ import annotations
 
 import warnings
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -136,21 +137,14 @@ def fid_reference_numpy(mu1, sigma1, mu2, sigma2) -> float:
     return float(diff @ diff + np.trace(sigma1) + np.trace(sigma2) - 2.0 * np.trace(covmean.real))
 
 
-class _seeded_torch:
-    """Seed torch's global RNG for one call and restore it afterwards."""
+@contextmanager
+def seeded_torch_rng(seed: int):
+    """Seed torch's global CPU RNG for one call and restore its state afterwards."""
+    import torch
 
-    def __init__(self, seed: int):
-        self.seed = seed
-
-    def __enter__(self):
-        import torch
-
-        self._fork = torch.random.fork_rng(devices=[])
-        self._fork.__enter__()
-        torch.manual_seed(self.seed)
-
-    def __exit__(self, *exc):
-        return self._fork.__exit__(*exc)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        yield
 
 
 def kid_from_features(real: np.ndarray, fake: np.ndarray, *, subsets: int = 100,
@@ -169,7 +163,7 @@ def kid_from_features(real: np.ndarray, fake: np.ndarray, *, subsets: int = 100,
                                          subset_size=size)
     metric.update(torch.from_numpy(np.asarray(real, dtype=np.float64)), real=True)
     metric.update(torch.from_numpy(np.asarray(fake, dtype=np.float64)), real=False)
-    with _seeded_torch(seed):
+    with seeded_torch_rng(seed):
         mean, std = metric.compute()
     return float(mean), float(std)
 
@@ -187,7 +181,7 @@ def inception_score_from_logits(logits: np.ndarray, *, splits: int = 10,
         warnings.simplefilter("ignore")
         metric = InceptionScore(feature=_identity(logits.shape[1]), splits=splits)
     metric.update(torch.from_numpy(np.asarray(logits, dtype=np.float64)))
-    with _seeded_torch(seed):
+    with seeded_torch_rng(seed):
         mean, std = metric.compute()
     return float(mean), float(std)
 
