@@ -88,10 +88,12 @@ def bound_threads() -> None:
         sys.modules["torch"].set_num_threads(1)
 
 
-def gpus_per_worker(resolved: dict[str, Any]) -> int:
-    """One GPU per actor when the source or a stage is set to run on CUDA."""
+def gpus_per_worker(resolved: dict[str, Any], cluster_gpus: float) -> int:
+    """One GPU per actor when the source or a stage runs on CUDA: `device: cuda`, or
+    `device: auto` on a cluster that has GPUs (auto on a CPU cluster must not wait for one)."""
     parts = [resolved.get("source") or {}, *(resolved.get("stages") or [])]
-    return int(any(isinstance(p, dict) and p.get("device") == "cuda" for p in parts))
+    devices = {p.get("device") for p in parts if isinstance(p, dict)}
+    return int("cuda" in devices or ("auto" in devices and cluster_gpus > 0))
 
 
 def init_ray(workers: int) -> None:
@@ -133,7 +135,7 @@ def run_ray(resolved: dict[str, Any], out_dir: Path, classes: list[str] | None,
                                    "classes": classes, "workdir": os.getcwd(),
                                    "kill_chunk": os.environ.get(KILL_CHUNK_ENV)},
             batch_size=1, compute=ray.data.ActorPoolStrategy(size=min(workers, len(items))),
-            num_cpus=1, num_gpus=gpus_per_worker(resolved),
+            num_cpus=1, num_gpus=gpus_per_worker(resolved, ray.cluster_resources().get("GPU", 0)),
             max_restarts=MAX_RESTARTS, max_task_retries=MAX_RESTARTS)
     try:
         for row in results.iter_rows():

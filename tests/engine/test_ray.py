@@ -110,8 +110,12 @@ def test_relative_input_paths_resolve_from_where_imgsynth_was_started(case, tmp_
 
 
 def test_cuda_stages_get_one_gpu_per_worker():
-    assert gpus_per_worker({"source": {"type": "compose"}, "stages": [{"type": "augment"}]}) == 0
-    assert gpus_per_worker({"source": {"type": "diffuse", "device": "cuda"}, "stages": []}) == 1
+    cpu_only = {"source": {"type": "compose"}, "stages": [{"type": "augment"}]}
+    assert gpus_per_worker(cpu_only, cluster_gpus=8) == 0
+    cuda = {"source": {"type": "compose"}, "stages": [{"type": "diffuse_img2img", "device": "cuda"}]}
+    assert gpus_per_worker(cuda, cluster_gpus=0) == 1
+    auto = {"source": {"type": "diffuse", "device": "auto"}, "stages": []}
+    assert (gpus_per_worker(auto, cluster_gpus=4), gpus_per_worker(auto, cluster_gpus=0)) == (1, 0)
 
 
 def test_import_imgsynth_does_not_import_ray():
