@@ -7,15 +7,16 @@
         data.set_epoch(epoch)
         for image, record in loader: ...
 
-Each item is `(image, record)`: the image as HxWxC uint8 (decoded with the package's one
+Each item is `(image, record)`: the image as HxWx3 RGB uint8 (decoded with the package's one
 decoder), the record as in manifest.jsonl plus `class_id` when the sample has a class
 label. With `transform`, an item is `transform(image, record)` instead.
 
-Order is a function of (seed, epoch, num_workers) only: the shard list is permuted by
-(seed, epoch) and dealt to DataLoader workers round-robin (worker w reads shards w, w+n,
-...), and each worker shuffles its samples through a buffer seeded by (seed, epoch, w).
-Every sample comes exactly once per epoch. Workers beyond the shard count get nothing,
-so write at least as many shards as workers (output.shard_size).
+Order is a function of (seed, epoch, world_size, num_workers) only: the shard list is
+permuted by (seed, epoch) and dealt round-robin to the readers (reader r = rank *
+num_workers + DataLoader worker id reads shards r, r + R, ... of R = world_size *
+num_workers), and each reader shuffles its samples through a buffer seeded by
+(seed, epoch, r). Every sample comes exactly once per epoch over all ranks. Readers beyond
+the shard count get nothing, so write at least R shards (output.shard_size).
 
 Importing this module imports torch; `import imgsynth` alone never does.
 """
@@ -71,10 +72,12 @@ def buffer_shuffle(items: Iterable[Any], size: int, rng: np.random.Generator) ->
 
 class ShardDataset(torch.utils.data.IterableDataset):
     """`(image, record)` samples from OUT/shards (or a shards folder), shuffled and split
-    across DataLoader workers deterministically. Call `set_epoch(e)` before each epoch."""
+    across DataLoader workers (and distributed ranks: `rank`, `world_size`)
+    deterministically. Call `set_epoch(e)` before each epoch."""
 
     def __init__(self, path: str | Path, *, seed: int = 0, shuffle_buffer: int = 1000,
-                 transform: Callable[[np.ndarray, dict], Any] | None = None):
+                 transform: Callable[[np.ndarray, dict], Any] | None = None,
+                 rank: int = 0, world_size: int = 1):
         folder = Path(path)
         if (folder / SHARD_DIR).is_dir():
             folder = folder / SHARD_DIR
@@ -88,6 +91,7 @@ class ShardDataset(torch.utils.data.IterableDataset):
         self.seed = int(seed)
         self.shuffle_buffer = max(1, int(shuffle_buffer))
         self.transform = transform
+        self.rank, self.world_size = int(rank), int(world_size)
         self.epoch = 0
 
     def set_epoch(self, epoch: int) -> None:
@@ -96,16 +100,17 @@ class ShardDataset(torch.utils.data.IterableDataset):
     def __len__(self) -> int:
         return self.count
 
-    def worker_shards(self, worker: int, num_workers: int) -> list[Path]:
+    def reader_shards(self, reader: int, readers: int) -> list[Path]:
         order = sample_rng(self.seed, f"shards/order/{self.epoch}", 0).permutation(len(self.shards))
-        return [self.shards[i] for i in order[worker::num_workers]]
+        return [self.shards[i] for i in order[reader::readers]]
 
     def __iter__(self) -> Iterator[Any]:
         info = torch.utils.data.get_worker_info()
         worker, num_workers = (info.id, info.num_workers) if info else (0, 1)
-        shards = self.worker_shards(worker, num_workers)
+        reader = self.rank * num_workers + worker
+        shards = self.reader_shards(reader, self.world_size * num_workers)
         raw = (s | {"__shard__": path.name} for path in shards for s in iter_tar_samples(path))
-        rng = sample_rng(self.seed, f"shards/buffer/{self.epoch}", worker)
+        rng = sample_rng(self.seed, f"shards/buffer/{self.epoch}", reader)
         for sample in buffer_shuffle(raw, self.shuffle_buffer, rng):
             image, record = decode_sample(sample)
             yield self.transform(image, record) if self.transform else (image, record)

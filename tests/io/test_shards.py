@@ -110,6 +110,14 @@ def test_order_depends_on_seed_and_epoch_only(shards):
     assert order(3, 0) != list(range(1, N + 1))
 
 
+def test_ranks_split_the_samples_between_them(shards):
+    out, _ = shards
+    ranks = [[rec["id"] for _, rec in _epoch(ShardDataset(out, seed=3, rank=r, world_size=2), 1, 0)]
+             for r in (0, 1)]
+    assert ranks[0] and ranks[1]
+    assert sorted(ranks[0] + ranks[1]) == list(range(1, N + 1))
+
+
 def test_transform_gets_image_and_record(shards):
     out, _ = shards
     data = ShardDataset(out, transform=lambda image, rec: (image.shape, rec["class_id"]))

@@ -19,6 +19,7 @@ import io
 import json
 import os
 import tarfile
+from collections.abc import Iterable
 from pathlib import Path
 
 from imgsynth.core.errors import RecipeError
@@ -49,8 +50,9 @@ def sample_members(out_dir: Path, record: dict, classes: list[str]) -> list[tupl
     return sorted(members)
 
 
-def write_tar(path: Path, members: list[tuple[str, bytes]]) -> str:
-    """Write a deterministic tar under a temporary name, rename it; return its sha256."""
+def write_tar(path: Path, members: Iterable[tuple[str, bytes]]) -> str:
+    """Write a deterministic tar under a temporary name, rename it; return its sha256.
+    `members` may be a generator: one sample's bytes are in memory at a time."""
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     with open(tmp, "wb") as fh:
         with tarfile.open(fileobj=fh, mode="w", format=tarfile.USTAR_FORMAT) as tar:
@@ -76,9 +78,8 @@ def write_webdataset(out_dir: Path, records: list[dict], classes: list[str], out
     paths, index = [], []
     for number, start in enumerate(range(0, len(records), size)):
         group = records[start:start + size]
-        members = [m for rec in group for m in sample_members(out_dir, rec, classes)]
         path = folder / shard_name(number)
-        sha = write_tar(path, members)
+        sha = write_tar(path, (m for rec in group for m in sample_members(out_dir, rec, classes)))
         paths.append(path)
         index.append({"shard": path.name, "first_id": group[0]["id"], "last_id": group[-1]["id"],
                       "count": len(group), "sha256": sha})
