@@ -147,19 +147,41 @@ def sample(checkpoint: Path,
 
 
 @app.command("eval")
-def eval_(real: Annotated[Path, typer.Option("--real", help="Folder of real images (or an imgsynth output).")],
+def eval_(real: Annotated[Path, typer.Option("--real", help="Real images: a folder, an imgsynth output, or a stats .npz from save-stats.")],
           fake: Annotated[Path, typer.Option("--fake", help="Folder of synthetic images (or an imgsynth output).")],
           out: Annotated[Path, typer.Option("--out", "-o", help="Report folder.")] = Path("out/report"),
           metrics: Annotated[str, typer.Option(help="Comma-separated: fid,is,kid,prdc,memorization,stats,tstr.")] = "fid,kid,prdc,memorization,stats",
-          preset: Annotated[str, typer.Option(help="paper or clean.")] = "clean",
-          extractor: Annotated[str, typer.Option(help="Feature extractor: inception, builtin, ...")] = "inception",
+          preset: Annotated[str, typer.Option(help="paper (TF-compatible resize) or clean (antialiased).")] = "clean",
+          extractor: Annotated[str, typer.Option(help="inception, builtin, torchvision:<arch>, timm:<name>, dinov2:<variant>.")] = "inception",
+          weights: Annotated[Optional[Path], typer.Option(help="Local weights file for the extractor.")] = None,
+          device: Annotated[str, typer.Option(help="cpu, cuda, cuda:1, mps.")] = "cpu",
+          batch_size: Annotated[int, typer.Option(help="Images per feature batch.")] = 64,
+          save_real_stats: Annotated[Optional[Path], typer.Option(help="Also save the real set's stats .npz here.")] = None,
+          allow_download: Annotated[bool, typer.Option(help="Allow downloading extractor weights.")] = False,
           seed: int = 0) -> None:
     """Score synthetic images against real ones and write report.json + report.html."""
     from imgsynth.evaluate.cli import eval_command
 
     try:
         eval_command(real=real, fake=fake, metrics=[m for m in metrics.split(",") if m],
-                     preset=preset, out=out, extractor=extractor, seed=seed)
+                     preset=preset, out=out, extractor=extractor, seed=seed, weights=weights,
+                     device=device, batch_size=batch_size, save_real_stats=save_real_stats,
+                     allow_download=allow_download)
+    except ImgsynthError as err:
+        _fail(err)
+
+
+@app.command("save-stats")
+def save_stats(images: Annotated[Path, typer.Argument(help="Folder of real images.")],
+               out: Annotated[Path, typer.Option("--out", "-o", help="Stats .npz to write.")],
+               extractor: str = "inception", preset: str = "clean",
+               weights: Annotated[Optional[Path], typer.Option(help="Local weights file.")] = None,
+               device: str = "cpu") -> None:
+    """Encode a real image set once into FID stats (.npz), usable as `eval --real`."""
+    from imgsynth.evaluate.cli import save_stats_command
+
+    try:
+        print(save_stats_command(images, out, extractor, preset, weights=weights, device=device))
     except ImgsynthError as err:
         _fail(err)
 
