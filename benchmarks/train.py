@@ -175,7 +175,7 @@ def quality(kind: str, steps: int, clf, features, heldout, train_real) -> None:
     if kind == "dcgan":
         cfg = DcganTrainConfig(**common, ngf=32, ndf=32, ema_decay=0.999)
     else:
-        cfg = VaeTrainConfig(**common, nf=32, latent_dim=16, beta_warmup_steps=steps // 3)
+        cfg = VaeTrainConfig(**common, nf=32, latent_dim=8, beta=2.0, beta_warmup_steps=steps // 3)
     out = Path(tempfile.mkdtemp(prefix=f"imgsynth-bench-{kind}-"))
     t0 = time.perf_counter()
     cpu0 = time.process_time()
