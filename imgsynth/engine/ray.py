@@ -16,6 +16,7 @@ from __future__ import annotations
 import logging
 import os
 import pickle
+import re
 import warnings
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -96,6 +97,13 @@ def gpus_per_worker(resolved: dict[str, Any], cluster_gpus: float) -> int:
     return int("cuda" in devices or ("auto" in devices and cluster_gpus > 0))
 
 
+def root_cause(exc: BaseException) -> str:
+    """The innermost `SomeError: message` of a Ray error's remote traceback (with its fix line)."""
+    lines = str(exc).splitlines()
+    starts = [i for i, line in enumerate(lines) if re.match(r"[\w.]*(Error|Exception): ", line)]
+    return "\n".join(lines[starts[-1]:]).strip() if starts else (lines[0] if lines else "")
+
+
 def init_ray(workers: int) -> None:
     """Join the cluster at RAY_ADDRESS, else start a private local Ray of `workers` CPUs."""
     import ray
@@ -144,7 +152,6 @@ def run_ray(resolved: dict[str, Any], out_dir: Path, classes: list[str] | None,
             on_done(ChunkResult(int(row["chunk_id"]), int(row["written"]), int(row["skipped"]),
                                 int(row["failed"])))
     except ray.exceptions.RayError as exc:
-        last_line = [line for line in str(exc).splitlines() if line.strip()][-1:] or [""]
-        raise RunError(f"the Ray run failed: {type(exc).__name__}: {last_line[0].strip()}",
+        raise RunError(f"the Ray run failed: {type(exc).__name__}: {root_cause(exc)}",
                        fix="check `ray status` and the worker logs (/tmp/ray/session_latest/logs), "
                            "then rerun with --resume") from exc

@@ -10,9 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from imgsynth.core.errors import SampleError
+from imgsynth.core.errors import RunError, SampleError
 from imgsynth.engine.pipeline import chunk_path
-from imgsynth.engine.ray import KILL_CHUNK_ENV, gpus_per_worker
+from imgsynth.engine.ray import KILL_CHUNK_ENV, gpus_per_worker, run_ray
+from imgsynth.recipes.load import load_yaml
 from imgsynth.run import run_recipe
 from tests.conftest import make_coco_dataset, tree_hashes, write_recipe
 
@@ -107,6 +108,17 @@ def test_relative_input_paths_resolve_from_where_imgsynth_was_started(case, tmp_
     assert summary.written == 24
     images = {k: v for k, v in tree_hashes(tmp_path / "out").items() if k.startswith("images/")}
     assert images == {k: v for k, v in tree_hashes(root / "local").items() if k.startswith("images/")}
+
+
+def test_worker_that_cannot_start_fails_the_run_with_the_cause(case, tmp_path):
+    root, _, _ = case
+    resolved = load_yaml(root / "local" / "recipe.yaml")
+    resolved.pop("imgsynth")
+    resolved["source"]["path"] = str(tmp_path / "gone")  # e.g. not mounted on that node
+    with pytest.raises(RunError) as info:
+        run_ray(resolved, tmp_path / "out", None, [(0, 0, 8)], 1, lambda result: None)
+    assert info.value.exit_code == 1
+    assert "gone" in str(info.value) and "--resume" in str(info.value)
 
 
 def test_cuda_stages_get_one_gpu_per_worker():
