@@ -114,12 +114,18 @@ class AugmentedDataset(torch.utils.data.Dataset):
     Item i of epoch e is always augmented the same way, whichever worker loads it.
     Call `set_epoch(e)` before each epoch (as with DistributedSampler). With
     `persistent_workers=True` the workers keep the epoch they were started with.
+    Creating it sets OpenCV to one thread in this process (see __init__).
     """
 
     def __init__(self, dataset, recipe: Any, seed: int = 0):
         self.dataset = dataset
         self.transform = RecipeTransform(recipe, seed=seed)
         self.epoch = 0
+        # OpenCV's thread pool does not survive fork(): a forked worker hangs in its first
+        # cv2 call if this process ran cv2 with threads. One thread here closes the pool.
+        import cv2
+
+        cv2.setNumThreads(1)
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = int(epoch)
