@@ -1,7 +1,7 @@
 """The Ray engine: the same chunks as the local engine, run by a Ray Data actor pool.
 
-`ray.data.from_items(chunks)` -> `map_batches(ChunkWorker, concurrency=workers)`, one
-chunk per batch. Each actor builds the Pipeline once and writes the files itself into the
+`ray.data.from_items(chunks)` -> `map_batches(ChunkWorker, compute=ActorPoolStrategy(size=workers))`,
+one chunk per batch. Each actor builds the Pipeline once and writes the files itself into the
 output folder (local disk or a shared file system mounted at the same path on every
 node), under the same index-based names as the local engine, so the bytes are identical.
 The driver only receives per-chunk counts.
@@ -17,6 +17,7 @@ import logging
 import os
 import pickle
 import re
+import sys
 import warnings
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -80,8 +81,6 @@ class ChunkWorker:
 def bound_threads() -> None:
     """One actor = one CPU: OpenCV and torch would otherwise start a thread per core.
     (Ray sets OMP_NUM_THREADS to the actor's num_cpus for BLAS/OpenMP.)"""
-    import sys
-
     import cv2
 
     cv2.setNumThreads(1)
