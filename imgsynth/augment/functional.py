@@ -60,7 +60,7 @@ def uniform_u16(rng: np.random.Generator, count: int) -> np.ndarray:
 def standard_normal_f32(rng: np.random.Generator, shape: tuple[int, ...]) -> np.ndarray:
     """Standard normal float32 noise of `shape` (table-based, see `_normal_table`)."""
     count = int(np.prod(shape))
-    return _normal_table()[uniform_u16(rng, count)].reshape(shape)
+    return np.take(_normal_table(), uniform_u16(rng, count)).reshape(shape)
 
 
 def gaussian_noise_image(image: np.ndarray, sigma: float, rng: np.random.Generator,
@@ -80,13 +80,14 @@ def gaussian_noise_image(image: np.ndarray, sigma: float, rng: np.random.Generat
     index = uniform_u16(rng, count)
     if image.dtype == np.uint8:
         table = np.rint(_normal_table() * np.float32(sigma)).astype(np.int16)
-        noise = table[index].reshape(h, w, noise_channels)
+        # np.take is ~3x faster than fancy indexing for a flat lookup.
+        noise = np.take(table, index).reshape(h, w, noise_channels)
         if noise_channels != channels:
             noise = np.broadcast_to(noise, (h, w, channels))
         out = cv2.add(image.reshape(h, w, channels), np.ascontiguousarray(noise),
                       dtype=cv2.CV_8U)
         return out.reshape(image.shape)
-    noise = _normal_table()[index].reshape(h, w, noise_channels)
+    noise = np.take(_normal_table(), index).reshape(h, w, noise_channels)
     noise *= np.float32(sigma / 255.0)
     out = image.reshape(h, w, channels) + noise
     np.clip(out, 0.0, 1.0, out=out)
