@@ -136,22 +136,30 @@ def _saturate(values: np.ndarray, dtype: np.dtype) -> np.ndarray:
 # Exact geometry: flips, rot90, transpose
 # ---------------------------------------------------------------------------
 
+# cv2 copies are ~20x faster than np.ascontiguousarray of a negatively strided view.
 def hflip_image(image: np.ndarray) -> np.ndarray:
-    return np.ascontiguousarray(image[:, ::-1])
+    return cv2.flip(image, 1).reshape(image.shape)
 
 
 def vflip_image(image: np.ndarray) -> np.ndarray:
-    return np.ascontiguousarray(image[::-1])
+    return cv2.flip(image, 0).reshape(image.shape)
 
 
 def transpose_image(image: np.ndarray) -> np.ndarray:
-    axes = (1, 0, 2) if image.ndim == 3 else (1, 0)
-    return np.ascontiguousarray(image.transpose(axes))
+    return cv2.transpose(image).reshape(image.shape[1], image.shape[0], *image.shape[2:])
+
+
+_ROTATE_CODES = {1: cv2.ROTATE_90_COUNTERCLOCKWISE, 2: cv2.ROTATE_180, 3: cv2.ROTATE_90_CLOCKWISE}
 
 
 def rot90_image(image: np.ndarray, k: int) -> np.ndarray:
     """Rotate by k * 90 degrees counter-clockwise (as np.rot90 and albumentations)."""
-    return np.ascontiguousarray(np.rot90(image, k, axes=(0, 1)))
+    k %= 4
+    if k == 0:
+        return image.copy()
+    h, w = image.shape[:2]
+    size = (h, w) if k == 2 else (w, h)
+    return cv2.rotate(image, _ROTATE_CODES[k]).reshape(*size, *image.shape[2:])
 
 
 def masks_apply(masks: np.ndarray, image_kernel, *args) -> np.ndarray:
