@@ -10,13 +10,13 @@ STAMP  := $(VENV)/.imgsynth-installed
 
 setup: $(STAMP)
 
+# Exactly one OpenCV gets installed: opencv-python-headless (albumentations' choice).
+# trdg 1.8.0 pins Pillow/OpenCV/arabic-reshaper versions that break the rest of the stack;
+# its runtime modules come from the [ocr] extra, so it is installed without its pins.
 $(STAMP): pyproject.toml Makefile
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade "pip>=24"
-	# Exactly one OpenCV: opencv-python-headless (albumentations' choice).
 	$(BIN)/python -m pip install --quiet -e ".[all,dev]"
-	# trdg 1.8.0 pins Pillow/OpenCV/arabic-reshaper versions that break the rest of the
-	# stack; its runtime modules come from the [ocr] extra, so install it without its pins.
 	$(BIN)/python -m pip install --quiet --no-deps "trdg==1.8.0"
 	$(BIN)/python -c "import imgsynth, cv2, albumentations; print('imgsynth', imgsynth.__version__, 'ready')"
 	touch $(STAMP)
