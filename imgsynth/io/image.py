@@ -115,7 +115,7 @@ def encode_image(image: np.ndarray, fmt: str = "png", quality: int = 95) -> byte
 
 def image_size(path: str | os.PathLike) -> tuple[int, int]:
     """(width, height) after EXIF orientation, without decoding the pixels."""
-    from PIL import Image, ImageOps
+    from PIL import Image
 
     try:
         with Image.open(path) as img:
@@ -123,5 +123,4 @@ def image_size(path: str | os.PathLike) -> tuple[int, int]:
             w, h = img.size
     except Exception as exc:  # noqa: BLE001 - any decoder failure names the file
         raise InputError(f"not a readable image: {exc}", file=str(path)) from None
-    del ImageOps
     return (h, w) if orientation in (5, 6, 7, 8) else (w, h)
