@@ -57,14 +57,10 @@ def _single_threaded_children():
 def run_local(resolved: dict[str, Any], out_dir: Path, classes: list[str] | None,
               chunks: Iterable[tuple[int, int, int]], workers: int,
               on_done: Callable[[ChunkResult], None]) -> None:
-    """Run (chunk_id, start, stop) chunks; raise the first sample failure after in-flight work ends."""
+    """Run (chunk_id, start, stop) chunks in `workers` processes; raise the first sample
+    failure after in-flight work ends. (One worker runs in-process: see imgsynth.run.)"""
     chunks = list(chunks)
     if not chunks:
-        return
-    if workers == 1:
-        pipeline = Pipeline.from_resolved(resolved, str(out_dir), classes)
-        for chunk_id, start, stop in chunks:
-            on_done(pipeline.run_chunk(chunk_id, range(start, stop)))
         return
     context = multiprocessing.get_context("spawn")
     pending = iter(chunks)
