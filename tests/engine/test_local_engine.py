@@ -123,3 +123,16 @@ parts:
     with pytest.raises(RecipeError, match="move 'source' into a part"):
         run_recipe(recipe, tmp_path / "o", quiet=True)
     assert not (tmp_path / "o").exists()
+
+
+def test_quickstart_is_byte_identical_for_1_and_2_workers(tmp_path, monkeypatch):
+    """Compose, augment and OCR together: the contract holds for every stage the demo shows."""
+    root = Path(__file__).resolve().parents[2]
+    monkeypatch.chdir(root)
+    recipe = root / "recipes" / "quickstart.yaml"
+    one = run_recipe(recipe, tmp_path / "w1", count=6, workers=1, quiet=True)
+    two = run_recipe(recipe, tmp_path / "w2", count=6, workers=2, quiet=True)
+    assert one.written == two.written == 18
+    h1, h2 = tree_hashes(tmp_path / "w1"), tree_hashes(tmp_path / "w2")
+    assert {"scenes/annotations.json", "text/gt.txt", "augmented/data.yaml", "preview.png"} <= set(h1)
+    assert h1 == h2
