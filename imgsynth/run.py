@@ -113,13 +113,7 @@ def prepare(recipe_path: str | Path, *, seed: int | None = None, count: int | No
 
 
 def _prepare_part(name: str | None, data: dict[str, Any], file: str, prefix: str = "") -> Part:
-    try:
-        recipe = parse_recipe(data, file=file)
-    except RecipeError as err:
-        if prefix:
-            err.message = err.message.replace("\n  ", f"\n  {prefix}.")
-            err.key = f"{prefix}.{err.key}" if err.key else None
-        raise
+    recipe = parse_recipe(data, file=file, prefix=prefix)
     key = f"{prefix}.count" if prefix else "count"
     if recipe.count is None:
         offered = recipe.source.count()

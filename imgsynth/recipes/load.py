@@ -125,21 +125,19 @@ def _field_names(model: type[BaseModel], loc: tuple) -> list[str]:
         fields = getattr(current, "model_fields", None)
         if not fields or part not in fields:
             return []
-        current = _model_in(fields[part].annotation)
-        if current is None:
+        models = submodels(fields[part].annotation)
+        if not models:
             return []
+        current = models[0]
     fields = getattr(current, "model_fields", None)
     return sorted(fields) if fields else []
 
 
-def _model_in(annotation: Any) -> type[BaseModel] | None:
+def submodels(annotation: Any) -> list[type[BaseModel]]:
+    """The pydantic models inside a field's annotation (`list[A | B]` -> [A, B])."""
     if isinstance(annotation, type) and issubclass(annotation, BaseModel):
-        return annotation
-    for arg in typing.get_args(annotation):
-        found = _model_in(arg)
-        if found is not None:
-            return found
-    return None
+        return [annotation]
+    return [m for arg in typing.get_args(annotation) for m in submodels(arg)]
 
 
 def validate_model(model: type[BaseModel], data: Any, *, prefix: str = "", file: str | None = None):
@@ -160,11 +158,14 @@ def _stage_config(entry: Any, registry: dict[str, str], key: str, what: str, fil
     return validate_model(cls, entry, prefix=key, file=file)
 
 
-def parse_recipe(data: dict[str, Any], *, file: str | None = None) -> Recipe:
-    """Validate a recipe mapping into a Recipe whose source/stages are typed configs."""
-    recipe = validate_model(Recipe, data, file=file)
-    source = _stage_config(recipe.source, SOURCES, "source", "source type", file)
-    stages = [_stage_config(s, STAGES, f"stages.{i}", "stage type", file)
+def parse_recipe(data: dict[str, Any], *, file: str | None = None, prefix: str = "") -> Recipe:
+    """Validate a recipe mapping into a Recipe whose source/stages are typed configs.
+
+    `prefix` is the key path of this recipe inside a bigger one (`parts.scenes`)."""
+    at = f"{prefix}." if prefix else ""
+    recipe = validate_model(Recipe, data, prefix=prefix, file=file)
+    source = _stage_config(recipe.source, SOURCES, f"{at}source", "source type", file)
+    stages = [_stage_config(s, STAGES, f"{at}stages.{i}", "stage type", file)
               for i, s in enumerate(recipe.stages)]
     return recipe.model_copy(update={"source": source, "stages": stages})
 

@@ -13,6 +13,7 @@ from pydantic import BaseModel
 from pydantic_core import PydanticUndefined
 
 from imgsynth.core.registry import FORMATS, SOURCES, STAGES, resolve
+from imgsynth.recipes.load import submodels
 from imgsynth.recipes.schema import OutputConfig, Recipe
 
 
@@ -57,7 +58,7 @@ def _table(model: type[BaseModel], prefix: str = "") -> list[str]:
     for name, field in model.model_fields.items():
         desc = (field.description or "").replace("\n", " ").replace("|", "\\|")
         rows.append(f"| `{prefix}{name}` | {_type_name(field.annotation)} | {_default(field)} | {desc} |")
-        for sub in _submodels(field.annotation):
+        for sub in submodels(field.annotation):
             if sub is not model:
                 nested.append((f"{prefix}{name}.", sub))
     out = rows + [""]
@@ -67,12 +68,6 @@ def _table(model: type[BaseModel], prefix: str = "") -> list[str]:
             out += [sub.__doc__.strip().splitlines()[0], ""]
         out += _table(sub, sub_prefix)
     return out
-
-
-def _submodels(annotation: Any) -> list[type[BaseModel]]:
-    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
-        return [annotation]
-    return [m for arg in typing.get_args(annotation) for m in _submodels(arg)]
 
 
 def render_reference() -> str:

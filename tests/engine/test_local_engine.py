@@ -136,3 +136,21 @@ def test_quickstart_is_byte_identical_for_1_and_2_workers(tmp_path, monkeypatch)
     h1, h2 = tree_hashes(tmp_path / "w1"), tree_hashes(tmp_path / "w2")
     assert {"scenes/annotations.json", "text/gt.txt", "augmented/data.yaml", "preview.png"} <= set(h1)
     assert h1 == h2
+
+
+def test_errors_inside_a_part_name_the_full_key_path(tmp_path, coco_dataset):
+    from imgsynth.core.errors import RecipeError
+
+    recipe = write_recipe(tmp_path / "bad.yaml", f"""
+parts:
+  first:
+    source: {{type: dataset, path: {coco_dataset}, copiez: 2}}
+    output: {{quality: 500}}
+""")
+    with pytest.raises(RecipeError) as info:
+        run_recipe(recipe, tmp_path / "o", quiet=True)
+    assert "parts.first.output.quality" in str(info.value)
+    recipe.write_text(recipe.read_text().replace("quality: 500", "quality: 90"))
+    with pytest.raises(RecipeError, match=r"parts\.first\.source\.copiez: unknown key\. Did you mean 'copies'"):
+        run_recipe(recipe, tmp_path / "o", quiet=True)
+    assert not (tmp_path / "o").exists()
