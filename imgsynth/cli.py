@@ -32,7 +32,8 @@ def _fail(err: ImgsynthError, hint: str | None = None) -> None:
 
 @app.command()
 def run(recipe: Annotated[Path, typer.Argument(help="Recipe YAML file.")],
-        out: Annotated[Path, typer.Option("--out", "-o", help="Output folder (new or empty, or one to --resume).")] = Path("out/run"),
+        # A string, not a Path: Path would fold the "//" of s3://bucket/prefix.
+        out: Annotated[str, typer.Option("--out", "-o", help="Output folder (new or empty, or one to --resume), or a URL: s3://bucket/prefix, gs://..., file:///abs/path.")] = "out/run",
         seed: Annotated[Optional[int], typer.Option(help="Run seed (overrides the recipe's).")] = None,
         workers: Annotated[Optional[int], typer.Option(help="Worker processes.")] = None,
         count: Annotated[Optional[int], typer.Option(help="Number of samples.")] = None,

@@ -3,9 +3,10 @@
 Order matters for the product contract:
 1. validate the recipe and build the pipeline once (every recipe/file/model error
    surfaces here, exit 2, before anything is written);
-2. write DIR/recipe.yaml, then chunks of samples (atomic files);
+2. write DIR/recipe.yaml, then chunks of samples (every file written whole);
 3. assemble manifest.jsonl from the chunk records, in index order, then every label
    format and preview.png from the manifest, so labels always agree with the images.
+DIR is an output store (`imgsynth.io.store`): a folder, or a URL such as s3://bucket/prefix.
 """
 
 from __future__ import annotations
@@ -16,17 +17,21 @@ import os
 import platform
 import time
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 from imgsynth import __version__
 from imgsynth.core.errors import RecipeError
 from imgsynth.core.registry import FORMATS, lookup
-from imgsynth.engine.pipeline import ChunkResult, Pipeline, chunk_path
+from imgsynth.engine.pipeline import CHUNK_DIR, ChunkResult, Pipeline, chunk_file
 from imgsynth.engine.progress import Progress
-from imgsynth.io.atomic import atomic_write_text
+from imgsynth.io.store import Store, open_store
+from imgsynth.io.writers import READS_SAMPLE_FILES
 from imgsynth.recipes.load import (apply_overrides, dump_yaml, load_yaml, parse_recipe,
                                    resolved_dict)
 from imgsynth.recipes.schema import Recipe
@@ -37,7 +42,7 @@ RECORDED_PACKAGES = ("numpy", "opencv-python-headless", "pillow", "albumentation
 
 @dataclass
 class RunSummary:
-    out_dir: Path
+    out_dir: Path | str  # the --out folder, or its URL
     count: int
     written: int = 0
     skipped: Counter = field(default_factory=Counter)
@@ -69,8 +74,8 @@ class Part:
     recipe: Recipe
     resolved: dict[str, Any]
 
-    def out(self, out_dir: Path) -> Path:
-        return out_dir / self.name if self.name else out_dir
+    def out(self, store: Store) -> Store:
+        return store.child(self.name) if self.name else store
 
 
 SHARED_KEYS = ("seed", "on_error", "workers", "engine")
@@ -131,40 +136,46 @@ def run_recipe(recipe_path: str | Path, out_dir: str | Path, *, seed: int | None
                count: int | None = None, workers: int | None = None, engine: str | None = None,
                overrides: tuple[str, ...] | list[str] = (), resume: bool = False,
                quiet: bool = False) -> RunSummary:
-    """Run a recipe into out_dir. Returns the summary (of all parts together)."""
+    """Run a recipe into out_dir (a folder or a URL). Returns the summary (of all parts together)."""
     t0 = time.perf_counter()
-    out_dir = Path(out_dir)
     parts, resolved = prepare(recipe_path, seed=seed, count=count, workers=workers,
                               engine=engine, overrides=overrides)
-    _check_out_dir(out_dir, resolved, resume)
+    store = open_store(out_dir)
+    _check_out_dir(store, resolved, resume)
     # Building every pipeline first surfaces missing files/models/fonts before anything is written.
     pipelines = []
     for part in parts:
         classes = part.recipe.output.classes or part.recipe.source.classes()
-        pipelines.append((part, classes, Pipeline(part.recipe, part.out(out_dir), classes)))
+        pipelines.append((part, classes, Pipeline(part.recipe, part.out(store), classes)))
 
-    out_dir.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(out_dir / "recipe.yaml", dump_yaml(dict(resolved, imgsynth=versions())))
-    _remove_temp_files(out_dir)
-    summary = RunSummary(out_dir=out_dir, count=0)
+    try:
+        store.write_bytes("recipe.yaml", dump_yaml(dict(resolved, imgsynth=versions())).encode("utf-8"))
+    except OSError as exc:  # e.g. no such bucket, no write permission
+        raise RecipeError(f"cannot write to --out: {exc}", file=str(store),
+                          fix="check that the folder or bucket exists and that you may write there") from None
+    store.discard_partial()
+    summary = RunSummary(out_dir=store.local_path or store.location, count=0)
     for part, classes, pipeline in pipelines:
-        _run_part(part, classes, pipeline, part.out(out_dir), summary, quiet)
+        _run_part(part, classes, pipeline, part.out(store), summary, quiet)
     if len(parts) > 1 and any(p.recipe.output.preview for p in parts):
         from imgsynth.preview import stack_previews
 
-        stack_previews([(p.name, p.out(out_dir) / "preview.png") for p in parts],
-                       out_dir / "preview.png")
+        previews = [f"{p.name}/preview.png" for p in parts]
+        with store.staging(fetch=[rel for rel in previews if store.exists(rel)]) as local:
+            stack_previews([(p.name, local / rel) for p, rel in zip(parts, previews)],
+                           local / "preview.png")
     summary.seconds = time.perf_counter() - t0
     return summary
 
 
-def _run_part(part: Part, classes: list[str] | None, pipeline: Pipeline, out_dir: Path,
+def _run_part(part: Part, classes: list[str] | None, pipeline: Pipeline, store: Store,
               summary: RunSummary, quiet: bool) -> None:
     recipe = part.recipe
     total = recipe.count
     size = chunk_size_for(total)
     chunks = [(c, c * size, min(total, (c + 1) * size)) for c in range(math.ceil(total / size))]
-    todo = [ch for ch in chunks if not chunk_path(out_dir, ch[0]).exists()]
+    done = set(store.list(CHUNK_DIR))
+    todo = [ch for ch in chunks if chunk_file(ch[0]) not in done]
     done_before = total - sum(stop - start for _, start, stop in todo)
     progress = Progress(total, done_before, label=part.name or "samples", quiet=quiet)
 
@@ -175,41 +186,36 @@ def _run_part(part: Part, classes: list[str] | None, pipeline: Pipeline, out_dir
         if recipe.engine == "ray":
             from imgsynth.engine.ray import run_ray
 
-            run_ray(part.resolved, out_dir, classes, todo, recipe.workers, on_done)
+            run_ray(part.resolved, store.location, classes, todo, recipe.workers, on_done)
         elif recipe.workers == 1:
             for chunk_id, start, stop in todo:
                 on_done(pipeline.run_chunk(chunk_id, range(start, stop)))
         else:
             from imgsynth.engine.local import run_local
 
-            run_local(part.resolved, out_dir, classes, todo, recipe.workers, on_done)
+            run_local(part.resolved, store.location, classes, todo, recipe.workers, on_done)
     finally:
         progress.close()
     summary.count += total
-    finalize(recipe, out_dir, len(chunks), classes, summary)
+    finalize(recipe, store, len(chunks), classes, summary)
 
 
-def _check_out_dir(out_dir: Path, resolved: dict[str, Any], resume: bool) -> None:
-    if not out_dir.exists():
+def _check_out_dir(store: Store, resolved: dict[str, Any], resume: bool) -> None:
+    if store.is_empty():
         return
-    if not out_dir.is_dir():
-        raise RecipeError("--out exists and is not a folder", file=str(out_dir))
-    if not any(out_dir.iterdir()):
-        return
-    saved_path = out_dir / "recipe.yaml"
     if not resume:
-        raise RecipeError("the output folder is not empty", file=str(out_dir),
+        raise RecipeError("the output folder is not empty", file=str(store),
                           fix="pass --resume to complete an interrupted run there, "
                               "or choose a new --out folder")
-    if not saved_path.exists():
+    if not store.exists("recipe.yaml"):
         raise RecipeError("cannot resume: the folder has no recipe.yaml from an imgsynth run",
-                          file=str(out_dir), fix="choose a new --out folder")
-    saved = load_yaml(saved_path)
+                          file=str(store), fix="choose a new --out folder")
+    saved = yaml.safe_load(store.read_bytes("recipe.yaml"))
     saved.pop("imgsynth", None)
     if saved != resolved:
         key = _first_difference(saved, resolved)
         raise RecipeError(f"cannot resume: the recipe differs from the one this folder was made "
-                          f"with (first difference at '{key}')", file=str(saved_path),
+                          f"with (first difference at '{key}')", file=f"{store}/recipe.yaml",
                           fix="resume with the same recipe, seed and --set values, or use a new --out")
 
 
@@ -225,19 +231,13 @@ def _first_difference(a: Any, b: Any, path: str = "") -> str:
     return path or "(top level)"
 
 
-def _remove_temp_files(out_dir: Path) -> None:
-    """Half-written files of a killed run (only ever under a temporary name)."""
-    for tmp in out_dir.rglob(".*.tmp"):
-        tmp.unlink(missing_ok=True)
-
-
-def finalize(recipe: Recipe, out_dir: Path, n_chunks: int, classes: list[str] | None,
+def finalize(recipe: Recipe, store: Store, n_chunks: int, classes: list[str] | None,
              summary: RunSummary) -> None:
     records: list[dict[str, Any]] = []
     skipped: list[dict[str, Any]] = []
     errors: list[dict[str, Any]] = []
     for chunk_id in range(n_chunks):
-        text = chunk_path(out_dir, chunk_id).read_text(encoding="utf-8")
+        text = store.read_bytes(chunk_file(chunk_id)).decode("utf-8")
         for line in filter(None, text.split("\n")):  # not splitlines: texts may hold U+2028
             rec = json.loads(line)
             if "skipped" in rec:
@@ -249,21 +249,35 @@ def finalize(recipe: Recipe, out_dir: Path, n_chunks: int, classes: list[str] | 
     summary.written += len(records)
     summary.skipped.update(r["skipped"] for r in skipped)
     summary.failed += len(errors)
-    _write_jsonl(out_dir / "manifest.jsonl", records)
-    for name, rows in (("skipped.jsonl", skipped), ("errors.jsonl", errors)):
-        if rows:
-            _write_jsonl(out_dir / name, rows)
-        else:
-            (out_dir / name).unlink(missing_ok=True)
     classes = resolve_classes(classes, records)
-    for fmt in recipe.output.formats:
-        lookup(FORMATS, fmt, key="output.formats", what="label format")(
-            out_dir, records, classes, recipe.output)
-        summary.formats.append(fmt)
-    if recipe.output.preview and records:
-        from imgsynth.preview import make_preview
+    # The writers and the preview work on local files: the output folder itself, or for a
+    # URL a staging folder that is uploaded at the end (imgsynth.io.store).
+    with store.staging(fetch=_sample_files_read_back(recipe, records)) as out_dir:
+        _write_jsonl(out_dir / "manifest.jsonl", records)
+        for name, rows in (("skipped.jsonl", skipped), ("errors.jsonl", errors)):
+            if rows:
+                _write_jsonl(out_dir / name, rows)
+            else:
+                store.remove(name)
+        for fmt in recipe.output.formats:
+            lookup(FORMATS, fmt, key="output.formats", what="label format")(
+                out_dir, records, classes, recipe.output)
+            summary.formats.append(fmt)
+        if recipe.output.preview and records:
+            from imgsynth.preview import make_preview
 
-        make_preview(out_dir, n=recipe.output.preview_count)
+            make_preview(out_dir, n=recipe.output.preview_count)
+
+
+def _sample_files_read_back(recipe: Recipe, records: list[dict[str, Any]]) -> Iterator[str]:
+    """Sample files (relative paths) that finalize reads again: all of them for formats
+    that copy or pack them, else the images the preview shows."""
+    if READS_SAMPLE_FILES & set(recipe.output.formats):
+        yield from (rel for rec in records for rel in rec["sha256"])
+    elif recipe.output.preview:
+        from imgsynth.preview import spread_indices
+
+        yield from (records[k]["image"] for k in spread_indices(len(records), recipe.output.preview_count))
 
 
 def resolve_classes(declared: list[str] | None, records: list[dict[str, Any]]) -> list[str]:

@@ -6,10 +6,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from typer.testing import CliRunner
 
 from imgsynth.cli import app
-from tests.conftest import write_recipe
+from tests.conftest import tree_hashes, write_recipe
+from tests.io.conftest import store_hashes
 
 runner = CliRunner()
 
@@ -112,12 +114,32 @@ def test_on_error_skip_records_the_failure(tmp_path, coco_dataset):
     assert len((out / "manifest.jsonl").read_text().splitlines()) == 10
 
 
+def test_out_as_a_file_or_memory_url_writes_the_same_bytes_as_a_folder(tmp_path, coco_dataset):
+    fsspec = pytest.importorskip("fsspec")
+    recipe = write_recipe(tmp_path / "r.yaml", f"""
+seed: 1
+source: {{type: dataset, path: {coco_dataset}, copies: 2}}
+output: {{formats: [yolo, yolo_seg], preview: true}}
+""")
+    for out in (str(tmp_path / "folder"), f"file://{tmp_path}/url", "memory://imgsynth-cli/run"):
+        result = _run("run", str(recipe), "--out", out, "--workers", "1", "--quiet")
+        assert result.exit_code == 0, result.output
+    expected = tree_hashes(tmp_path / "folder")
+    assert "preview.png" in expected and any(k.startswith("yolo_seg/images/") for k in expected)
+    assert tree_hashes(tmp_path / "url") == expected
+    memory = fsspec.filesystem("memory")
+    try:
+        assert store_hashes(memory, "/imgsynth-cli/run") == expected
+    finally:
+        memory.rm("/imgsynth-cli", recursive=True)
+
+
 def test_help_and_import_do_not_load_heavy_modules():
     code = ("import sys; sys.argv = ['imgsynth', '--help']\n"
             "import imgsynth, imgsynth.run\n"
             "from imgsynth.cli import main\n"
             "try:\n    main()\nexcept SystemExit:\n    pass\n"
-            "heavy = [m for m in ('torch', 'diffusers', 'transformers', 'ray') if m in sys.modules]\n"
+            "heavy = [m for m in ('torch', 'diffusers', 'transformers', 'ray', 'fsspec') if m in sys.modules]\n"
             "print('HEAVY', heavy)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert "Usage" in out and "HEAVY []" in out

@@ -13,7 +13,6 @@ from collections.abc import Callable, Iterable
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from contextlib import contextmanager
-from pathlib import Path
 from typing import Any
 
 from imgsynth.core.errors import RunError
@@ -25,12 +24,12 @@ THREAD_ENV = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS",
 _PIPELINE: Pipeline | None = None
 
 
-def _init_worker(resolved: dict[str, Any], out_dir: str, classes: list[str] | None) -> None:
+def _init_worker(resolved: dict[str, Any], location: str, classes: list[str] | None) -> None:
     global _PIPELINE
     import cv2
 
     cv2.setNumThreads(1)
-    _PIPELINE = Pipeline.from_resolved(resolved, out_dir, classes)
+    _PIPELINE = Pipeline.from_resolved(resolved, location, classes)
 
 
 def _run_chunk(chunk_id: int, start: int, stop: int) -> ChunkResult:
@@ -54,11 +53,12 @@ def _single_threaded_children():
                 os.environ[k] = v
 
 
-def run_local(resolved: dict[str, Any], out_dir: Path, classes: list[str] | None,
+def run_local(resolved: dict[str, Any], location: str, classes: list[str] | None,
               chunks: Iterable[tuple[int, int, int]], workers: int,
               on_done: Callable[[ChunkResult], None]) -> None:
-    """Run (chunk_id, start, stop) chunks in `workers` processes; raise the first sample
-    failure after in-flight work ends. (One worker runs in-process: see imgsynth.run.)"""
+    """Run (chunk_id, start, stop) chunks in `workers` processes writing to the output store
+    at `location` (a path or URL); raise the first sample failure after in-flight work ends.
+    (One worker runs in-process: see imgsynth.run.)"""
     chunks = list(chunks)
     if not chunks:
         return
@@ -66,7 +66,7 @@ def run_local(resolved: dict[str, Any], out_dir: Path, classes: list[str] | None
     pending = iter(chunks)
     with _single_threaded_children(), ProcessPoolExecutor(
             max_workers=workers, mp_context=context, initializer=_init_worker,
-            initargs=(resolved, str(out_dir), classes)) as pool:
+            initargs=(resolved, location, classes)) as pool:
         in_flight: set[Future] = set()
         failure: BaseException | None = None
 

@@ -2,7 +2,8 @@
 
 A chunk is a fixed range of indices. Its records are written to
 `.imgsynth/chunks/NNNNNN.jsonl` only when the whole chunk is done, so a chunk file
-on disk means all its images are on disk (every file is written atomically).
+in the output store means all its images are there (every file is written whole:
+`imgsynth.io.store`).
 """
 
 from __future__ import annotations
@@ -20,16 +21,17 @@ from imgsynth.core.errors import ImgsynthError, SampleError
 from imgsynth.core.rng import sample_rng, seed_key
 from imgsynth.core.sample import Sample
 from imgsynth.core.stage import BuildContext, SkipSample
-from imgsynth.io.atomic import atomic_write_bytes, atomic_write_text
 from imgsynth.io.image import encode_image
+from imgsynth.io.store import Store, open_store
 from imgsynth.recipes.load import parse_recipe, stage_names
 from imgsynth.recipes.schema import OutputConfig, Recipe
 
-STATE_DIR = ".imgsynth"
+CHUNK_DIR = ".imgsynth/chunks"
 
 
-def chunk_path(out_dir: Path, chunk_id: int) -> Path:
-    return out_dir / STATE_DIR / "chunks" / f"{chunk_id:06d}.jsonl"
+def chunk_file(chunk_id: int) -> str:
+    """The chunk's record file, relative to the output store."""
+    return f"{CHUNK_DIR}/{chunk_id:06d}.jsonl"
 
 
 def file_stem(index: int) -> str:
@@ -48,8 +50,8 @@ class ChunkResult:
 class SampleWriter:
     """Encodes one finished sample's files and returns its manifest record."""
 
-    def __init__(self, out_dir: Path, output: OutputConfig):
-        self.out_dir = out_dir
+    def __init__(self, store: Store, output: OutputConfig):
+        self.store = store
         self.output = output
 
     def write(self, sample: Sample) -> dict[str, Any]:
@@ -70,7 +72,7 @@ class SampleWriter:
         return record_from_sample(sample, files, hashes)
 
     def _put(self, rel: str, data: bytes, hashes: dict[str, str]) -> str:
-        atomic_write_bytes(self.out_dir / rel, data)
+        self.store.write_bytes(rel, data)
         hashes[rel] = hashlib.sha256(data).hexdigest()
         return rel
 
@@ -94,18 +96,19 @@ def _to_uint8(image: np.ndarray) -> np.ndarray:
 class Pipeline:
     """Source + stages + writer, built once per worker process."""
 
-    def __init__(self, recipe: Recipe, out_dir: Path, classes: list[str] | None = None):
+    def __init__(self, recipe: Recipe, store: Store, classes: list[str] | None = None):
         self.recipe = recipe
-        self.out_dir = out_dir
-        ctx = BuildContext(seed=recipe.seed, out_dir=out_dir, classes=classes)
+        self.store = store
+        ctx = BuildContext(seed=recipe.seed, out_dir=store.local_path, classes=classes)
         self.source_name, names = stage_names(recipe)
         self.source = recipe.source.build(ctx)
         self.stages = [(name, cfg.build(ctx)) for name, cfg in zip(names, recipe.stages)]
-        self.writer = SampleWriter(out_dir, recipe.output)
+        self.writer = SampleWriter(store, recipe.output)
 
     @classmethod
-    def from_resolved(cls, resolved: dict[str, Any], out_dir: str, classes: list[str] | None):
-        return cls(parse_recipe(resolved), Path(out_dir), classes)
+    def from_resolved(cls, resolved: dict[str, Any], location: str, classes: list[str] | None):
+        """In a worker: `location` is the store's path or URL (a store is reopened, not pickled)."""
+        return cls(parse_recipe(resolved), open_store(location), classes)
 
     def generated(self, indices: range):
         """(index, Sample or the exception that replaced it) from the source, in order.
@@ -163,7 +166,7 @@ class Pipeline:
                 record = {"index": index, "error": f"{type(exc).__name__}: {exc}", "sources": sources}
                 failed += 1
             lines.append(json.dumps(record, ensure_ascii=False, sort_keys=True))
-        atomic_write_text(chunk_path(self.out_dir, chunk_id), "".join(line + "\n" for line in lines))
+        self.store.write_bytes(chunk_file(chunk_id), "".join(line + "\n" for line in lines).encode("utf-8"))
         return ChunkResult(chunk_id, written, skipped, failed)
 
 

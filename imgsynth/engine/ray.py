@@ -2,12 +2,13 @@
 
 `ray.data.from_items(chunks)` -> `map_batches(ChunkWorker, compute=ActorPoolStrategy(size=workers))`,
 one chunk per batch. Each actor builds the Pipeline once and writes the files itself into the
-output folder (local disk or a shared file system mounted at the same path on every
-node), under the same index-based names as the local engine, so the bytes are identical.
-The driver only receives per-chunk counts.
+output store (`imgsynth.io.store`: a folder on local disk or on a shared file system
+mounted at the same path on every node, or a URL such as s3://bucket/prefix), under the
+same index-based names as the local engine, so the bytes are identical. The driver only
+receives per-chunk counts.
 
-Faults: an actor whose process dies is restarted and its chunk re-run (files are written
-atomically, so a re-run overwrites with the same bytes). A sample failure is returned as
+Faults: an actor whose process dies is restarted and its chunk re-run (every file is written
+whole, so a re-run overwrites with the same bytes). A sample failure is returned as
 data and raised in the driver as the same SampleError the local engine raises.
 """
 
@@ -25,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from imgsynth.core.errors import ImgsynthError, InputError, RunError
+from imgsynth.core.errors import ImgsynthError, RunError
 from imgsynth.engine.pipeline import ChunkResult, Pipeline
 
 # Test hook, documented in docs/scale-out.md: "<chunk_id>:<marker path>" makes the actor
@@ -38,17 +39,16 @@ MAX_RESTARTS = 3
 class ChunkWorker:
     """A Ray Data actor: one Pipeline per process, one chunk per call."""
 
-    def __init__(self, resolved: dict[str, Any], out_dir: str, classes: list[str] | None,
+    def __init__(self, resolved: dict[str, Any], location: str, classes: list[str] | None,
                  workdir: str, kill_chunk: str | None = None):
         # Recipes name inputs relative to where `imgsynth run` was started; an actor on a
-        # cluster node starts elsewhere, so it works from the same (shared) folder.
-        if not os.path.isdir(workdir):
-            raise InputError("the folder imgsynth was started from is not on this Ray node",
-                             file=workdir, fix="run imgsynth from a folder on the shared file "
-                             "system, mounted at the same path on every node")
-        os.chdir(workdir)
+        # cluster node starts elsewhere, so it works from the same (shared) folder. A node
+        # without that folder (no shared file system, output to a URL) stays where it is:
+        # a relative input missing there is then reported as that file.
+        if os.path.isdir(workdir):
+            os.chdir(workdir)
         bound_threads()
-        self.pipeline = Pipeline.from_resolved(resolved, out_dir, classes)
+        self.pipeline = Pipeline.from_resolved(resolved, location, classes)
         bound_threads()  # again: building may have imported torch
         self.kill_chunk = kill_chunk
 
@@ -121,10 +121,11 @@ def init_ray(workers: int) -> None:
     context.print_on_execution_start = False
 
 
-def run_ray(resolved: dict[str, Any], out_dir: Path, classes: list[str] | None,
+def run_ray(resolved: dict[str, Any], location: str, classes: list[str] | None,
             chunks: Iterable[tuple[int, int, int]], workers: int,
             on_done: Callable[[ChunkResult], None]) -> None:
-    """Run (chunk_id, start, stop) chunks on Ray; raise the first sample failure."""
+    """Run (chunk_id, start, stop) chunks on Ray, writing to the output store at `location`
+    (an absolute path or a URL); raise the first sample failure."""
     chunks = list(chunks)
     if not chunks:
         return
@@ -138,7 +139,7 @@ def run_ray(resolved: dict[str, Any], out_dir: Path, classes: list[str] | None,
         warnings.simplefilter("ignore", DeprecationWarning)
         results = ray.data.from_items(items, override_num_blocks=len(items)).map_batches(
             ChunkWorker,
-            fn_constructor_kwargs={"resolved": resolved, "out_dir": str(Path(out_dir).absolute()),
+            fn_constructor_kwargs={"resolved": resolved, "location": location,
                                    "classes": classes, "workdir": os.getcwd(),
                                    "kill_chunk": os.environ.get(KILL_CHUNK_ENV)},
             batch_size=1, compute=ray.data.ActorPoolStrategy(size=min(workers, len(items))),

@@ -11,11 +11,12 @@ from pathlib import Path
 import pytest
 
 from imgsynth.core.errors import RunError, SampleError
-from imgsynth.engine.pipeline import chunk_path
+from imgsynth.engine.pipeline import chunk_file
 from imgsynth.engine.ray import KILL_CHUNK_ENV, gpus_per_worker, run_ray
 from imgsynth.recipes.load import load_yaml
 from imgsynth.run import run_recipe
 from tests.conftest import make_coco_dataset, tree_hashes, write_recipe
+from tests.io.conftest import moto_s3, store_hashes
 
 ray = pytest.importorskip("ray")
 
@@ -32,9 +33,16 @@ output:
 """
 
 
+@pytest.fixture(scope="module")
+def s3():
+    with moto_s3() as fs:
+        yield fs
+
+
 @pytest.fixture(scope="module", autouse=True)
-def local_ray():
-    """One 2-CPU Ray for the module; run_ray joins it instead of starting its own."""
+def local_ray(s3):
+    """One 2-CPU Ray for the module; run_ray joins it instead of starting its own. Started
+    after the S3 server: its actors inherit the server's address from the environment."""
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False,
              _node_ip_address="127.0.0.1")
     yield
@@ -51,7 +59,7 @@ def case(tmp_path_factory):
     return root, data, recipe
 
 
-def test_ray_writes_the_same_files_as_local(case, tmp_path):
+def test_ray_writes_the_same_files_as_local(case, tmp_path, s3):
     root, _, recipe = case
     summary = run_recipe(recipe, tmp_path / "ray", engine="ray", workers=2, quiet=True)
     assert summary.written == 24
@@ -59,6 +67,9 @@ def test_ray_writes_the_same_files_as_local(case, tmp_path):
     assert sum(k.startswith("images/") for k in remote) == 24
     assert "annotations.json" in remote and "manifest.jsonl" in remote
     assert remote == local
+    # --out as a URL: the actors write straight to the bucket, no shared folder.
+    run_recipe(recipe, "s3://imgsynth-test/ray", engine="ray", workers=2, quiet=True)
+    assert store_hashes(s3, "imgsynth-test/ray") == local
 
 
 def test_killed_worker_is_retried_and_output_is_identical(case, tmp_path, monkeypatch):
@@ -76,7 +87,7 @@ def test_resume_runs_only_missing_chunks(case, tmp_path):
     out = tmp_path / "out"
     shutil.copytree(root / "local", out)
     # An interrupted run: chunk 2 (indices 16..23) never finished, nothing was assembled.
-    chunk_path(out, 2).unlink()
+    (out / chunk_file(2)).unlink()
     for index in range(16, 24):
         (out / "images" / f"{index + 1:08d}.png").unlink()
     (out / "manifest.jsonl").unlink()
@@ -116,7 +127,7 @@ def test_worker_that_cannot_start_fails_the_run_with_the_cause(case, tmp_path):
     resolved.pop("imgsynth")
     resolved["source"]["path"] = str(tmp_path / "gone")  # e.g. not mounted on that node
     with pytest.raises(RunError) as info:
-        run_ray(resolved, tmp_path / "out", None, [(0, 0, 8)], 1, lambda result: None)
+        run_ray(resolved, str(tmp_path / "out"), None, [(0, 0, 8)], 1, lambda result: None)
     assert info.value.exit_code == 1
     assert "gone" in str(info.value) and "--resume" in str(info.value)
 

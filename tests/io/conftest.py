@@ -1,9 +1,11 @@
-"""A small written dataset (images + manifest records) that every writer test starts from."""
+"""A small written dataset (images + manifest records) that every writer test starts from,
+and a local S3 server for runs whose --out is an s3:// URL."""
 
 from __future__ import annotations
 
 import hashlib
 import json
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -79,3 +81,40 @@ def make_samples_fixture():
 @pytest.fixture(name="write_output")
 def write_output_fixture():
     return write_output
+
+
+@contextmanager
+def moto_s3(bucket: str = "imgsynth-test"):
+    """A local S3 (moto's server, in a thread) with one empty bucket; yields an s3fs
+    filesystem on it. Spawned workers and Ray actors started after this reach it through
+    the standard AWS environment variables."""
+    import s3fs  # both in the dev extra
+    from moto.server import ThreadedMotoServer
+
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    with pytest.MonkeyPatch.context() as env:
+        for name in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_CONFIG_FILE"):
+            env.delenv(name, raising=False)
+        env.setenv("AWS_ACCESS_KEY_ID", "testing")
+        env.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+        env.setenv("AWS_DEFAULT_REGION", "us-east-1")
+        env.setenv("AWS_ENDPOINT_URL", f"http://{host}:{port}")
+        # fsspec caches filesystems per process: one made for another server must not be reused.
+        s3fs.S3FileSystem.clear_instance_cache()
+        fs = s3fs.S3FileSystem()
+        fs.mkdir(bucket)
+        try:
+            yield fs
+        finally:
+            s3fs.S3FileSystem.clear_instance_cache()
+            server.stop()
+
+
+def store_hashes(fs, root: str) -> dict[str, str]:
+    """sha256 of every object under root (an fsspec path), keyed by relative path, like
+    tests.conftest.tree_hashes for a folder."""
+    fs.invalidate_cache()
+    return {path[len(root) + 1:]: hashlib.sha256(fs.cat_file(path)).hexdigest()
+            for path in sorted(fs.find(root))}

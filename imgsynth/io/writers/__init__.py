@@ -17,6 +17,11 @@ from imgsynth.core.errors import RecipeError
 from imgsynth.io.atomic import atomic_write_bytes
 from imgsynth.io.readers.base import LabelWarning
 
+# Formats that read the sample files back (copies, hard links, tar shards, LMDB). A run
+# whose output is a URL downloads those files into its staging folder for them
+# (imgsynth.io.store); the other formats need only the manifest records.
+READS_SAMPLE_FILES = frozenset({"imagefolder", "yolo_seg", "lmdb", "webdataset"})
+
 
 def class_ids(records: list[dict], classes: list[str]) -> dict[str, int]:
     """name -> 0-based id; a class in the records that `classes` lacks is a recipe error."""
