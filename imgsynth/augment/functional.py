@@ -52,15 +52,20 @@ def _normal_table() -> np.ndarray:
 
 
 def uniform_u16(rng: np.random.Generator, count: int) -> np.ndarray:
-    """`count` independent uniform 16-bit integers from the Generator's raw bits."""
-    words = rng.bit_generator.random_raw((count + 3) // 4)
+    """`count` independent uniform 16-bit integers, derived from the sample's Generator.
+
+    One 64-bit draw from `rng` seeds an SFC64 bit generator whose raw output is
+    the noise: SFC64 makes raw words ~20% faster than the Generator's PCG64, and
+    the bits still follow from (seed, stage, index) alone.
+    """
+    words = np.random.SFC64(int(rng.bit_generator.random_raw())).random_raw((count + 3) // 4)
     return words.view(np.uint16)[:count]
 
 
 def standard_normal_f32(rng: np.random.Generator, shape: tuple[int, ...]) -> np.ndarray:
     """Standard normal float32 noise of `shape` (table-based, see `_normal_table`)."""
     count = int(np.prod(shape))
-    return np.take(_normal_table(), uniform_u16(rng, count)).reshape(shape)
+    return np.take(_normal_table(), uniform_u16(rng, count), mode="wrap").reshape(shape)
 
 
 def gaussian_noise_image(image: np.ndarray, sigma: float, rng: np.random.Generator,
@@ -80,14 +85,15 @@ def gaussian_noise_image(image: np.ndarray, sigma: float, rng: np.random.Generat
     index = uniform_u16(rng, count)
     if image.dtype == np.uint8:
         table = np.rint(_normal_table() * np.float32(sigma)).astype(np.int16)
-        # np.take is ~3x faster than fancy indexing for a flat lookup.
-        noise = np.take(table, index).reshape(h, w, noise_channels)
+        # np.take is ~2x faster than fancy indexing for a flat lookup; mode="wrap"
+        # skips its bounds check (16-bit indices into 65536 entries are always in range).
+        noise = np.take(table, index, mode="wrap").reshape(h, w, noise_channels)
         if noise_channels != channels:
             noise = np.broadcast_to(noise, (h, w, channels))
         out = cv2.add(image.reshape(h, w, channels), np.ascontiguousarray(noise),
                       dtype=cv2.CV_8U)
         return out.reshape(image.shape)
-    noise = np.take(_normal_table(), index).reshape(h, w, noise_channels)
+    noise = np.take(_normal_table(), index, mode="wrap").reshape(h, w, noise_channels)
     noise *= np.float32(sigma / 255.0)
     out = image.reshape(h, w, channels) + noise
     np.clip(out, 0.0, 1.0, out=out)
