@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import random
 import time
 
 import cv2
@@ -25,20 +26,44 @@ import albumentations as A
 from imgsynth.augment.config import AugmentConfig
 from imgsynth.augment.functional import gaussian_noise_image
 from imgsynth.core.masks import tight_bbox
-from imgsynth.core.rng import sample_rng
+from imgsynth.core.rng import derived_int_seed, sample_rng
 from imgsynth.core.sample import Instance, Sample
 from imgsynth.core.stage import BuildContext
 
 
+def run_seconds(fn, items) -> tuple[float, int]:
+    """One timed pass; `items` may be a callable that makes fresh items (per-sample
+    Generators are consumed by a pass), built outside the timed loop."""
+    run = items() if callable(items) else items
+    start = time.perf_counter()
+    for item in run:
+        fn(item)
+    return time.perf_counter() - start, len(run)
+
+
 def images_per_second(fn, items, repeat: int) -> float:
-    fn(items[0])
-    best = float("inf")
+    run_seconds(fn, items)
+    best, n = min(run_seconds(fn, items) for _ in range(repeat))
+    return n / best
+
+
+def paired_images_per_second(fn_a, items_a, fn_b, items_b, repeat: int) -> tuple[float, float]:
+    """Best of `repeat` passes each, A and B alternating, so that load on a shared
+    machine drifting during the run hits both sides alike."""
+    run_seconds(fn_a, items_a)
+    run_seconds(fn_b, items_b)
+    a, b = [], []
     for _ in range(repeat):
-        start = time.perf_counter()
-        for item in items:
-            fn(item)
-        best = min(best, time.perf_counter() - start)
-    return len(items) / best
+        a.append(run_seconds(fn_a, items_a))
+        b.append(run_seconds(fn_b, items_b))
+    (ta, na), (tb, nb) = min(a), min(b)
+    return na / ta, nb / tb
+
+
+def with_rngs(batch, stage: str):
+    """Items paired with their per-sample Generators, made fresh for each timed pass:
+    making Generators is the engine's job, outside the transform being timed."""
+    return lambda: [(item, sample_rng(0, stage, i)) for i, item in enumerate(batch)]
 
 
 def make_items(n: int):
@@ -76,12 +101,14 @@ def main() -> None:
     rows = []
 
     def compare(name, ours, peer, peer_name, items_ours, items_peer):
-        a = images_per_second(ours, items_ours, args.repeat)
-        b = images_per_second(peer, items_peer, args.repeat)
+        a, b = paired_images_per_second(ours, items_ours, peer, items_peer, args.repeat)
         rows.append((name, a, peer_name, b))
         print(f"{name:<44} imgsynth {a:8.0f} img/s | {peer_name:<22} {b:8.0f} img/s | ratio {a / b:5.2f}")
 
     # 1. The same albumentations pipeline, through imgsynth and raw (image only, then with labels).
+    # Both sides get the same per-sample random state (made outside the timed loop), so
+    # they draw the same parameters and do the same pixel work: the difference is
+    # imgsynth's own overhead (seeding, label bookkeeping), not which images got blurred.
     spec = [{"name": "HorizontalFlip", "p": 0.5}, {"name": "Rotate", "limit": 30, "p": 1.0},
             {"name": "RandomBrightnessContrast", "p": 1.0}, {"name": "GaussianBlur", "p": 0.5}]
     stage = stage_of(spec)
@@ -91,22 +118,37 @@ def main() -> None:
                              A.RandomBrightnessContrast(p=1.0), A.GaussianBlur(p=0.5)], seed=0,
                             bbox_params=A.BboxParams(format="pascal_voc", label_fields=["ids"]))
     bare = [Sample(index=s.index, image=s.image) for s in samples]
-    compare("pipeline, image only", lambda s: stage.apply(s, sample_rng(0, "b", s.index)),
-            lambda it: raw(image=it[0]), "A.Compose", bare, items)
-    compare("pipeline, 3 masks + boxes (ours: tight)",
-            lambda s: stage.apply(s, sample_rng(0, "b", s.index)),
-            lambda it: raw_labeled(image=it[0], masks=np.stack(it[1]).astype(np.uint8),
-                                   bboxes=[tight_bbox(m) for m in it[1]], ids=[0, 1, 2]),
-            "A.Compose(bboxes,masks)", samples, items)
+
+    def peer_with_rngs():
+        # What AlbumentationsStep does before calling its Compose: a python seed drawn
+        # from the sample's Generator, then the Generator itself.
+        rngs = [sample_rng(0, "b", s.index) for s in samples]
+        return [(it, rng, random.Random(derived_int_seed(rng))) for it, rng in zip(items, rngs)]
+
+    def peer(compose, **labels):
+        def call(item):
+            (image, masks), rng, py_random = item
+            compose.set_random_state(rng, py_random)
+            if not labels:
+                return compose(image=image)
+            return compose(image=image, masks=np.stack(masks).astype(np.uint8),
+                           bboxes=[tight_bbox(m) for m in masks], ids=[0, 1, 2])
+        return call
+
+    compare("pipeline, image only", lambda it: stage.apply(*it), peer(raw), "A.Compose",
+            with_rngs(bare, "b"), peer_with_rngs)
+    compare("pipeline, 3 masks + boxes (ours: tight)", lambda it: stage.apply(*it),
+            peer(raw_labeled, labels=True), "A.Compose(bboxes,masks)", with_rngs(samples, "b"),
+            peer_with_rngs)
 
     # 2. Gaussian noise, sigma 10/255, independent per pixel, channel and image.
     gauss = A.GaussNoise(std_range=(10 / 255, 10 / 255), per_channel=True, p=1.0)
     compare("Gaussian noise sigma=10 (kernel)",
-            lambda it: gaussian_noise_image(it[0], 10.0, sample_rng(0, "n", 0)),
-            lambda it: gauss(image=it[0]), "A.GaussNoise", items, items)
+            lambda it: gaussian_noise_image(it[0][0], 10.0, it[1]),
+            lambda it: gauss(image=it[0]), "A.GaussNoise", with_rngs(items, "n"), items)
     noise_stage = stage_of([{"name": "imgsynth.GaussianNoise", "sigma": 10}])
-    compare("Gaussian noise sigma=10 (stage)", lambda s: noise_stage.apply(s, sample_rng(0, "n", s.index)),
-            lambda it: gauss(image=it[0]), "A.GaussNoise", bare, items)
+    compare("Gaussian noise sigma=10 (stage)", lambda it: noise_stage.apply(*it),
+            lambda it: gauss(image=it[0]), "A.GaussNoise", with_rngs(bare, "n"), items)
 
     # 3. Flips and rotation vs albumentations and torchvision.transforms.v2 (uint8 tensors).
     tensors = [torch.from_numpy(img).permute(2, 0, 1).contiguous() for img, _ in items]
@@ -120,10 +162,10 @@ def main() -> None:
     ]:
         st = stage_of(ours)
         if alb is not None:
-            compare(name, lambda s: st.apply(s, sample_rng(0, "g", s.index)),
-                    lambda it: alb(image=it[0]), "albumentations", bare, items)
-        compare(name, lambda s: st.apply(s, sample_rng(0, "g", s.index)),
-                lambda t: tv(t), "torchvision v2 (tensor)", bare, tensors)
+            compare(name, lambda it: st.apply(*it), lambda it: alb(image=it[0]), "albumentations",
+                    with_rngs(bare, "g"), items)
+        compare(name, lambda it: st.apply(*it), lambda t: tv(t), "torchvision v2 (tensor)",
+                with_rngs(bare, "g"), tensors)
 
     # 4. Batched torch path on CPU (per-sample flips, rotation, brightness/contrast, noise).
     from imgsynth.torch import BatchAugment
