@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import inspect
 import random
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -22,6 +23,8 @@ from imgsynth.core.errors import did_you_mean
 from imgsynth.core.rng import derived_int_seed
 
 OWN_PREFIX = "imgsynth."
+# albumentations transforms that choose their parameters from the boxes in the data.
+BOX_AWARE = frozenset({"BBoxSafeRandomCrop", "RandomSizedBBoxSafeCrop", "AtLeastOneBBoxRandomCrop"})
 # albumentations takes cv2 integer constants; recipes may name them instead.
 NAMED_CONSTANTS = {
     "border_mode": F.BORDER_MODES,
@@ -114,7 +117,9 @@ class AlbumentationsStep:
     """Consecutive albumentations transforms as one Compose; label points travel as keypoints.
 
     albumentations keypoints use pixel-index coordinates (pixel i centred at i), ours are
-    continuous (pixel i spans i..i+1): shift by 0.5 on the way in and out.
+    continuous (pixel i spans i..i+1): shift by 0.5 on the way in and out. Box-aware
+    crops (BOX_AWARE) are also handed the instances' current boxes to choose the crop
+    from; the boxes that come out are still rebuilt from masks and points.
     """
 
     def __init__(self, entries: list[tuple[str, dict[str, Any]]]):
@@ -126,21 +131,26 @@ class AlbumentationsStep:
         # processors to the transforms it holds. Pixel-only runs move no labels.
         self.image_only = A.Compose([make_transform(n, p) for n, p in entries])
         self.moves_labels = any(isinstance(t, DualTransform) for t in self.image_only.transforms)
+        self.needs_boxes = any(name in BOX_AWARE for name, _ in entries)
         self.labeled = A.Compose(
             [make_transform(n, p) for n, p in entries],
-            keypoint_params=A.KeypointParams(format="xy", remove_invisible=False)
+            keypoint_params=A.KeypointParams(format="xy", remove_invisible=False),
+            bbox_params=A.BboxParams(format="pascal_voc") if self.needs_boxes else None,
         ) if self.moves_labels else self.image_only
         self.py_random = random.Random(0)
 
     def __call__(self, targets: Targets, rng: np.random.Generator) -> Targets:
-        compose = self.labeled if len(targets.points) else self.image_only
+        compose = self.labeled if len(targets.points) or self.needs_boxes else self.image_only
         self.py_random.seed(derived_int_seed(rng))
         compose.set_random_state(rng, self.py_random)
         data: dict[str, Any] = {"image": targets.image}
         if len(targets.masks):
             data["masks"] = targets.masks
-        if len(targets.points) and self.moves_labels:
+        if compose is self.labeled and self.moves_labels:
             data["keypoints"] = targets.points - 0.5
+        if self.needs_boxes:
+            boxes = targets.boxes()
+            data["bboxes"] = boxes[(boxes[:, 2] > boxes[:, 0]) & (boxes[:, 3] > boxes[:, 1])]
         out = compose(**data)
         image = out["image"]
         if image.ndim == 2 and targets.image.ndim == 3:
@@ -153,7 +163,7 @@ class AlbumentationsStep:
             if len(points) != len(targets.points):
                 raise RuntimeError(f"albumentations returned {len(points)} label points for "
                                    f"{len(targets.points)}: labels cannot be matched")
-        return Targets(image=image, masks=masks, points=points)
+        return replace(targets, image=image, masks=masks, points=points)
 
 
 def build_steps(entries: list[tuple[str, dict[str, Any]]]) -> list:

@@ -98,7 +98,8 @@ def instances_to_targets(image: np.ndarray, instances: list[Instance],
     targets = Targets(
         image=image,
         masks=np.stack(masks) if masks else np.zeros((0, h, w), dtype=np.uint8),
-        points=np.concatenate(points) if points else np.zeros((0, 2), dtype=np.float64))
+        points=np.concatenate(points) if points else np.zeros((0, 2), dtype=np.float64),
+        box_points=tuple(layout.box_points for layout in layouts))
     return targets, layouts
 
 

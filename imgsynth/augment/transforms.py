@@ -23,11 +23,21 @@ class Targets:
 
     masks: (N, H, W) uint8 instance masks. points: (P, 2) float64 continuous
     coordinates: polygon vertices, keypoints and the points that stand for boxes.
+    box_points: for each instance, the rows of `points` that stand for its box
+    (transforms move points but never add or remove them, so these stay valid).
     """
 
     image: np.ndarray
     masks: np.ndarray
     points: np.ndarray
+    box_points: tuple[slice, ...] = ()
+
+    def boxes(self) -> np.ndarray:
+        """(N, 4) xyxy boxes around each instance's box points, clipped to the image;
+        for transforms that choose their parameters from the boxes (bbox-safe crops)."""
+        boxes = np.array([[*self.points[s].min(axis=0), *self.points[s].max(axis=0)]
+                          for s in self.box_points], dtype=np.float64).reshape(-1, 4)
+        return np.clip(boxes, 0.0, [self.width, self.height, self.width, self.height])
 
     @property
     def height(self) -> int:
@@ -175,7 +185,8 @@ class Rotate(Transform):
         matrix, height, width = F.rotation_matrix(angle, targets.height, targets.width, self.expand)
         image = F.affine_image(targets.image, matrix, height, width, interpolation=self.interpolation,
                                border_mode=self.border_mode, fill=self.fill)
-        return Targets(image=image, masks=F.affine_masks(targets.masks, matrix, height, width),
+        return replace(targets, image=image,
+                       masks=F.affine_masks(targets.masks, matrix, height, width),
                        points=F.affine_points(targets.points, matrix))
 
 
@@ -189,7 +200,7 @@ class HorizontalFlip(Transform):
         super().__init__(p)
 
     def apply(self, targets, rng):
-        return Targets(image=F.hflip_image(targets.image),
+        return replace(targets, image=F.hflip_image(targets.image),
                        masks=F.masks_apply(targets.masks, F.hflip_image),
                        points=F.hflip_points(targets.points, targets.width))
 
@@ -204,7 +215,7 @@ class VerticalFlip(Transform):
         super().__init__(p)
 
     def apply(self, targets, rng):
-        return Targets(image=F.vflip_image(targets.image),
+        return replace(targets, image=F.vflip_image(targets.image),
                        masks=F.masks_apply(targets.masks, F.vflip_image),
                        points=F.vflip_points(targets.points, targets.height))
 
@@ -219,7 +230,7 @@ class Transpose(Transform):
         super().__init__(p)
 
     def apply(self, targets, rng):
-        return Targets(image=F.transpose_image(targets.image),
+        return replace(targets, image=F.transpose_image(targets.image),
                        masks=F.masks_apply(targets.masks, F.transpose_image),
                        points=F.transpose_points(targets.points))
 
@@ -235,6 +246,6 @@ class Rot90(Transform):
 
     def apply(self, targets, rng):
         k = int(rng.integers(0, 4))
-        return Targets(image=F.rot90_image(targets.image, k),
+        return replace(targets, image=F.rot90_image(targets.image, k),
                        masks=F.masks_apply(targets.masks, F.rot90_image, k),
                        points=F.rot90_points(targets.points, k, targets.height, targets.width))

@@ -138,3 +138,33 @@ def test_passthrough_samples_are_left_alone():
     sample.passthrough = True
     out = stage([{"name": "imgsynth.GaussianNoise", "sigma": 50}]).apply(sample, np.random.default_rng(0))
     assert out is sample
+
+
+@pytest.mark.parametrize("transform", [
+    {"name": "RandomSizedBBoxSafeCrop", "height": 40, "width": 40, "p": 1},
+    {"name": "BBoxSafeRandomCrop", "p": 1},
+])
+def test_bbox_safe_crops_keep_every_object_whole(transform):
+    """The crop is chosen from the instances' boxes (mask-tight and box-only alike), so
+    both objects survive uncut, with boxes that match their pixels."""
+    augment = stage([transform])
+    for seed in range(12):
+        out = augment.apply(disc_sample(), np.random.default_rng(seed))
+        assert sorted(i.class_name for i in out.instances) == ["disc", "square"]
+        disc = next(i for i in out.instances if i.class_name == "disc")
+        assert disc.bbox_xyxy == tight_bbox(disc.mask)
+        assert disc.visible_fraction > 0.9
+        if transform["name"] == "BBoxSafeRandomCrop":  # no resize: the square stays 20 x 20
+            square = next(i for i in out.instances if i.class_name == "square")
+            x1, y1, x2, y2 = square.bbox_xyxy
+            assert (x2 - x1, y2 - y1) == (20.0, 20.0)
+            assert tight_bbox(out.image[:, :, -1] > 100) == square.bbox_xyxy
+
+
+def test_at_least_one_bbox_crop_keeps_an_object():
+    augment = stage([{"name": "AtLeastOneBBoxRandomCrop", "height": 24, "width": 24, "p": 1}],
+                    min_visibility=0.0)
+    for seed in range(12):
+        out = augment.apply(disc_sample(), np.random.default_rng(seed))
+        assert out.image.shape[:2] == (24, 24)
+        assert out.instances, f"seed {seed}: the crop holds no object"
