@@ -112,23 +112,29 @@ class AugmentedDataset(torch.utils.data.Dataset):
     """Wrap a map-style dataset of `(image, target)` (or bare images) with a recipe's augmentation.
 
     Item i of epoch e is always augmented the same way, whichever worker loads it.
-    Call `set_epoch(e)` before each epoch (as with DistributedSampler). With
-    `persistent_workers=True` the workers keep the epoch they were started with.
-    Creating it sets OpenCV to one thread in this process (see __init__).
+    Call `set_epoch(e)` before each epoch (as with DistributedSampler); workers kept
+    alive with `persistent_workers=True` see it too. Creating it sets OpenCV to one
+    thread in this process (see __init__).
     """
 
     def __init__(self, dataset, recipe: Any, seed: int = 0):
         self.dataset = dataset
         self.transform = RecipeTransform(recipe, seed=seed)
-        self.epoch = 0
+        # A shared-memory tensor rather than an int: persistent DataLoader workers hold a
+        # copy of this object, and only shared memory carries set_epoch over to them.
+        self._epoch = torch.zeros((), dtype=torch.int64).share_memory_()
         # OpenCV's thread pool does not survive fork(): a forked worker hangs in its first
         # cv2 call if this process ran cv2 with threads. One thread here closes the pool.
         import cv2
 
         cv2.setNumThreads(1)
 
+    @property
+    def epoch(self) -> int:
+        return int(self._epoch)
+
     def set_epoch(self, epoch: int) -> None:
-        self.epoch = int(epoch)
+        self._epoch.fill_(int(epoch))
 
     def __len__(self) -> int:
         return len(self.dataset)

@@ -46,6 +46,20 @@ def test_same_results_for_0_and_2_workers_and_new_ones_per_epoch():
     assert sum(not np.array_equal(a[0], b[0]) for a, b in zip(serial, other_epoch)) >= 5
 
 
+@pytest.mark.parametrize("context", ["fork", "spawn"])
+def test_persistent_workers_follow_set_epoch(context):
+    data = AugmentedDataset(Squares(), TRANSFORMS, seed=3)
+    loader = DataLoader(data, batch_size=None, num_workers=2, persistent_workers=True,
+                        multiprocessing_context=context)
+    epochs = []
+    for epoch in range(2):
+        data.set_epoch(epoch)
+        epochs.append([image for image, _ in loader])
+    for epoch, images in enumerate(epochs):
+        expected = [image for image, _ in epoch_items(0, epoch=epoch)]
+        assert all(np.array_equal(a, b) for a, b in zip(images, expected, strict=True))
+
+
 def test_targets_are_torchvision_style_and_boxes_tight():
     image, target = epoch_items(0)[2]
     assert target["boxes"].dtype == torch.float32 and target["boxes"].shape == (1, 4)
