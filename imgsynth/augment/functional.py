@@ -12,8 +12,7 @@ random parameter; every other kernel gets its parameters from the caller.
 
 from __future__ import annotations
 
-import functools
-from statistics import NormalDist
+import math
 
 import cv2
 import numpy as np
@@ -36,21 +35,6 @@ INTERPOLATIONS = {
 # Noise
 # ---------------------------------------------------------------------------
 
-@functools.cache
-def _normal_table() -> np.ndarray:
-    """Inverse normal CDF at the 65536 midpoints (k + 0.5) / 65536, scaled to unit variance.
-
-    Indexing it with uniform 16-bit integers gives independent standard normal
-    values quantized to 65536 levels (tails at +-4.2 sigma, mass beyond that
-    3e-5). After the result is rounded to whole uint8 levels this differs from
-    exact Gaussian noise by at most 1/65536 in any level's probability; it costs
-    one table lookup per value instead of a ziggurat draw.
-    """
-    dist = NormalDist()
-    table = np.array([dist.inv_cdf((k + 0.5) / 65536) for k in range(65536)], dtype=np.float64)
-    return (table / table.std()).astype(np.float32)
-
-
 def uniform_u16(rng: np.random.Generator, count: int) -> np.ndarray:
     """`count` independent uniform 16-bit integers, derived from the sample's Generator.
 
@@ -62,39 +46,50 @@ def uniform_u16(rng: np.random.Generator, count: int) -> np.ndarray:
     return words.view(np.uint16)[:count]
 
 
-def standard_normal_f32(rng: np.random.Generator, shape: tuple[int, ...]) -> np.ndarray:
-    """Standard normal float32 noise of `shape` (table-based, see `_normal_table`)."""
+def standard_normal_f32(rng: np.random.Generator, shape: tuple[int, ...],
+                        scale: float = 1.0) -> np.ndarray:
+    """Independent N(0, scale^2) float32 values of `shape`.
+
+    Box-Muller on 16-bit uniforms: radius sqrt(-2 ln u1) and angle 2 pi u2, with
+    u = (k + 0.5) / 65536, give two independent normal values per pair. The radius
+    reaches 4.7 (the normal has 2.5e-6 of its mass beyond that) and each value's
+    distribution is exact up to the 1/65536 steps of u. OpenCV's vectorized log,
+    sqrt and polarToCart make this ~3x faster than a float normal draw per value.
+    """
     count = int(np.prod(shape))
-    return np.take(_normal_table(), uniform_u16(rng, count), mode="wrap").reshape(shape)
+    pairs = (count + 1) // 2
+    u = uniform_u16(rng, 2 * pairs).astype(np.float32).reshape(2, pairs)
+    u += np.float32(0.5)
+    radius, angle = u
+    cv2.log(radius, radius)  # ln(k + 0.5); ln u1 = ln(k + 0.5) - 16 ln 2
+    radius *= np.float32(-2.0 * scale * scale)
+    radius += np.float32(2.0 * scale * scale * 16 * math.log(2))
+    cv2.sqrt(radius, radius)
+    angle *= np.float32(2.0 * math.pi / 65536)
+    out = np.empty((2, pairs), dtype=np.float32)
+    cv2.polarToCart(radius, angle, out[0], out[1])
+    return out.reshape(-1)[:count].reshape(shape)
 
 
 def gaussian_noise_image(image: np.ndarray, sigma: float, rng: np.random.Generator,
                          *, per_channel: bool = True) -> np.ndarray:
     """Add zero-mean Gaussian noise with std `sigma` in 0..255 pixel units.
 
-    uint8: integer noise round(sigma * z) is added in int16 and saturated to
-    [0, 255] (round(x + n) == x + round(n) for integer x, so this equals adding
-    float noise and rounding). float32 images in [0, 1] get sigma / 255 and are
-    clipped to [0, 1]. per_channel=False adds the same (luminance) noise to all
-    channels.
+    uint8: float noise is added and the sum rounded and saturated to [0, 255] in
+    one OpenCV pass (never wraps). float32 images in [0, 1] get sigma / 255 and
+    are clipped to [0, 1]. per_channel=False adds the same (luminance) noise to
+    all channels.
     """
     h, w = image.shape[:2]
     channels = image.shape[2] if image.ndim == 3 else 1
     noise_channels = channels if per_channel else 1
-    count = h * w * noise_channels
-    index = uniform_u16(rng, count)
+    scale = sigma if image.dtype == np.uint8 else sigma / 255.0
+    noise = standard_normal_f32(rng, (h, w, noise_channels), scale)
+    if noise_channels != channels:
+        noise = np.repeat(noise, channels, axis=2)
     if image.dtype == np.uint8:
-        table = np.rint(_normal_table() * np.float32(sigma)).astype(np.int16)
-        # np.take is ~2x faster than fancy indexing for a flat lookup; mode="wrap"
-        # skips its bounds check (16-bit indices into 65536 entries are always in range).
-        noise = np.take(table, index, mode="wrap").reshape(h, w, noise_channels)
-        if noise_channels != channels:
-            noise = np.broadcast_to(noise, (h, w, channels))
-        out = cv2.add(image.reshape(h, w, channels), np.ascontiguousarray(noise),
-                      dtype=cv2.CV_8U)
+        out = cv2.add(image.reshape(h, w, channels), noise, dtype=cv2.CV_8U)
         return out.reshape(image.shape)
-    noise = np.take(_normal_table(), index, mode="wrap").reshape(h, w, noise_channels)
-    noise *= np.float32(sigma / 255.0)
     out = image.reshape(h, w, channels) + noise
     np.clip(out, 0.0, 1.0, out=out)
     return out.astype(image.dtype, copy=False).reshape(image.shape)

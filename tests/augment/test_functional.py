@@ -29,6 +29,27 @@ def test_gaussian_noise_uint8_residual_has_requested_statistics(per_channel):
         assert abs(np.corrcoef(r[:, :, 0].ravel(), r[:, :, 1].ravel())[0, 1]) < 0.02
 
 
+def test_gaussian_noise_levels_follow_the_rounded_normal_and_values_are_independent():
+    """Every noise level has the probability of round(N(0, sigma^2)) (tails included),
+    and the two values made from one random pair (first and second half of the image)
+    are independent, also in magnitude."""
+    from statistics import NormalDist
+
+    image = np.full((256, 256, 3), 128, np.uint8)
+    r = residual(F.gaussian_noise_image(image, 10.0, np.random.default_rng(3)), image).ravel()
+    levels = np.arange(-60, 61)
+    seen = np.array([(r == v).mean() for v in levels])
+    normal = NormalDist(0, 10)
+    expected = np.array([normal.cdf(v + 0.5) - normal.cdf(v - 0.5) for v in levels])
+    assert np.abs(seen - expected).max() < 0.003
+    assert (np.abs(r) >= 30).mean() == pytest.approx(2 * normal.cdf(-29.5), rel=0.2)
+    kurtosis = (r.astype(float) ** 4).mean() / r.var() ** 2
+    assert abs(kurtosis - 3.0) < 0.1
+    first, second = np.split(r.astype(float), 2)
+    assert abs(np.corrcoef(first, second)[0, 1]) < 0.01
+    assert abs(np.corrcoef(first ** 2, second ** 2)[0, 1]) < 0.01
+
+
 def test_gaussian_noise_float32_statistics_and_range():
     image = np.full((160, 160, 3), 0.5, np.float32)
     out = F.gaussian_noise_image(image, 12.75, np.random.default_rng(2))  # 0.05 in [0, 1]
