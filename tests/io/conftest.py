@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import urllib.request
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -94,6 +95,9 @@ def moto_s3(bucket: str = "imgsynth-test"):
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
     server.start()
     host, port = server.get_host_and_port()
+    # moto keeps its buckets per process, not per server: start from none.
+    urllib.request.urlopen(urllib.request.Request(f"http://{host}:{port}/moto-api/reset",
+                                                  method="POST")).close()
     with pytest.MonkeyPatch.context() as env:
         for name in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_CONFIG_FILE"):
             env.delenv(name, raising=False)
