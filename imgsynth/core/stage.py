@@ -29,6 +29,9 @@ class SkipSample(Exception):
         self.detail = detail
         super().__init__(f"{reason}: {detail}" if detail else reason)
 
+    def __reduce__(self):  # pickled with its fields (it crosses processes in a split Ray run)
+        return SkipSample, (self.reason, self.detail)
+
 
 @dataclass
 class BuildContext:

@@ -93,22 +93,50 @@ def _to_uint8(image: np.ndarray) -> np.ndarray:
     raise TypeError(f"a stage returned a {image.dtype} image; stages return uint8 or float32 in [0, 1]")
 
 
-class Pipeline:
-    """Source + stages + writer, built once per worker process."""
+@dataclass
+class Failure:
+    """A sample whose source, a stage or its writer raised: what the manifest and the
+    `on_error: fail` message say about it. Plain data, so it crosses to another process
+    (a split Ray run) where the exception itself might not pickle."""
 
-    def __init__(self, recipe: Recipe, store: Store, classes: list[str] | None = None):
+    error: str  # "TypeName: message", as errors.jsonl records it
+    detail: str  # what on_error: fail reports
+    sources: list[str]
+
+    @classmethod
+    def of(cls, exc: Exception, sources: list[str]) -> Failure:
+        detail = str(exc) if isinstance(exc, ImgsynthError) else _short_traceback(exc)
+        return cls(f"{type(exc).__name__}: {exc}", detail, sources)
+
+
+# What a sample is after some parts of the chain: done so far, left out on purpose, or failed.
+Outcome = Sample | SkipSample | Failure
+
+
+class Pipeline:
+    """Source + stages + writer, built once per worker process.
+
+    The chain's parts are numbered: 0 is the source, k the k-th stage. `parts` builds
+    only some of them, for a run split across processes (the Ray engine runs the parts
+    up to the last GPU stage on GPU actors and the rest on CPU workers)."""
+
+    def __init__(self, recipe: Recipe, store: Store, classes: list[str] | None = None,
+                 parts: range | None = None):
         self.recipe = recipe
         self.store = store
         ctx = BuildContext(seed=recipe.seed, out_dir=store.local_path, classes=classes)
+        parts = range(len(recipe.stages) + 1) if parts is None else parts
         self.source_name, names = stage_names(recipe)
-        self.source = recipe.source.build(ctx)
-        self.stages = [(name, cfg.build(ctx)) for name, cfg in zip(names, recipe.stages)]
+        self.source = recipe.source.build(ctx) if 0 in parts else None
+        self.stages = [(name, cfg.build(ctx) if k in parts else None)
+                       for k, (name, cfg) in enumerate(zip(names, recipe.stages), start=1)]
         self.writer = SampleWriter(store, recipe.output)
 
     @classmethod
-    def from_resolved(cls, resolved: dict[str, Any], location: str, classes: list[str] | None):
+    def from_resolved(cls, resolved: dict[str, Any], location: str, classes: list[str] | None,
+                      parts: range | None = None):
         """In a worker: `location` is the store's path or URL (a store is reopened, not pickled)."""
-        return cls(parse_recipe(resolved), open_store(location), classes)
+        return cls(parse_recipe(resolved), open_store(location), classes, parts)
 
     def generated(self, indices: range):
         """(index, Sample or the exception that replaced it) from the source, in order.
@@ -122,7 +150,7 @@ class Pipeline:
             for index in indices:
                 try:
                     yield index, self.source.generate(index, sample_rng(seed, self.source_name, index))
-                except Exception as exc:  # noqa: BLE001 - handled per sample by run_chunk
+                except Exception as exc:  # noqa: BLE001 - handled per sample by write_chunk
                     yield index, exc
             return
         for start in range(0, len(indices), batch_size):
@@ -134,43 +162,71 @@ class Pipeline:
                 results = [exc] * len(group)
             yield from zip(group, results)
 
-    def finish(self, index: int, sample: Sample) -> Sample:
-        """Record provenance and apply the stages to a generated sample."""
+    def outcomes(self, indices: range, stages: range | None = None):
+        """(index, Outcome) for each index: generated, provenance recorded, then the
+        given stages (0-based; default all) applied."""
         seed = self.recipe.seed
-        sample.index = index
-        sample.seed_keys = [seed_key(seed, self.source_name, index)]
-        if sample.passthrough:
-            return sample
-        for name, stage in self.stages:
-            sample = stage.apply(sample, sample_rng(seed, name, index))
-            sample.seed_keys.append(seed_key(seed, name, index))
+        for index, generated in self.generated(indices):
+            if isinstance(generated, Exception):
+                yield index, _outcome_of(generated, _sources_of(self.source, index))
+                continue
+            generated.index = index
+            generated.seed_keys = [seed_key(seed, self.source_name, index)]
+            yield index, self.apply_stages(index, generated, stages)
+
+    def apply_stages(self, index: int, outcome: Outcome, stages: range | None = None) -> Outcome:
+        """The given stages (0-based; default all) applied to a sample in flight."""
+        if not isinstance(outcome, Sample) or outcome.passthrough:
+            return outcome
+        seed = self.recipe.seed
+        sample = outcome
+        try:
+            for k in range(len(self.stages)) if stages is None else stages:
+                name, stage = self.stages[k]
+                sample = stage.apply(sample, sample_rng(seed, name, index))
+                sample.seed_keys.append(seed_key(seed, name, index))
+        except Exception as exc:  # noqa: BLE001 - handled per sample by write_chunk
+            return _outcome_of(exc, list(outcome.source_files))
         return sample
 
     def run_chunk(self, chunk_id: int, indices: range) -> ChunkResult:
+        return self.write_chunk(chunk_id, self.outcomes(indices))
+
+    def write_chunk(self, chunk_id: int, outcomes) -> ChunkResult:
+        """Write each finished sample's files, then the chunk's records (the chunk file
+        last: its presence means the chunk is done)."""
         lines = []
         written = skipped = failed = 0
-        for index, generated in self.generated(indices):
-            try:
-                if isinstance(generated, Exception):
-                    raise generated
-                record = self.writer.write(self.finish(index, generated))
-                written += 1
-            except SkipSample as skip:
-                record = {"index": index, "skipped": skip.reason, "detail": skip.detail}
+        for index, outcome in outcomes:
+            if isinstance(outcome, Sample):
+                try:
+                    outcome = self.writer.write(outcome)
+                except Exception as exc:  # noqa: BLE001 - an image that cannot be encoded
+                    outcome = _outcome_of(exc, list(outcome.source_files))
+            if isinstance(outcome, SkipSample):
+                record = {"index": index, "skipped": outcome.reason, "detail": outcome.detail}
                 skipped += 1
-            except Exception as exc:  # noqa: BLE001 - reported with index and sources
-                sources = _sources_of(self.source, index)
+            elif isinstance(outcome, Failure):
                 if self.recipe.on_error == "fail":
-                    detail = str(exc) if isinstance(exc, ImgsynthError) else _short_traceback(exc)
-                    raise SampleError(detail, index=index, sources=sources) from exc
-                record = {"index": index, "error": f"{type(exc).__name__}: {exc}", "sources": sources}
+                    raise SampleError(outcome.detail, index=index, sources=outcome.sources)
+                record = {"index": index, "error": outcome.error, "sources": outcome.sources}
                 failed += 1
+            else:
+                record = outcome
+                written += 1
             lines.append(json.dumps(record, ensure_ascii=False, sort_keys=True))
         self.store.write_bytes(chunk_file(chunk_id), "".join(line + "\n" for line in lines).encode("utf-8"))
         return ChunkResult(chunk_id, written, skipped, failed)
 
 
+def _outcome_of(exc: Exception, sources: list[str]) -> SkipSample | Failure:
+    """A failure names the files it came from: the source's own list for a sample that
+    was never made, else the files the sample was made from."""
+    return exc if isinstance(exc, SkipSample) else Failure.of(exc, sources)
+
+
 def _sources_of(source: Any, index: int) -> list[str]:
+    # Only sources that can name their files without making the sample define this.
     describe = getattr(source, "source_files", None)
     try:
         return list(describe(index)) if describe else []

@@ -1,7 +1,11 @@
-"""The Ray engine: the same chunks as the local engine, run by a Ray Data actor pool.
+"""The Ray engine: the same chunks as the local engine, run by Ray Data actor pools.
 
 `ray.data.from_items(chunks)` -> `map_batches(ChunkWorker, compute=ActorPoolStrategy(size=workers))`,
-one chunk per batch. Each actor builds the Pipeline once and writes the files itself into the
+one chunk per batch. A recipe with GPU parts (source or stages on `device: cuda`, or
+`auto` on a cluster with GPUs) is split in two: `HeadWorker` actors, one GPU each, run
+the chain up to its last GPU part, and the samples go on as data to the CPU
+`ChunkWorker`s that run the rest and write; the GPUs never wait on CPU stages or PNG
+encoding. Each actor builds its part of the Pipeline once and writes the files itself into the
 output store (`imgsynth.io.store`: a folder on local disk or on a shared file system
 mounted at the same path on every node, or a URL such as s3://bucket/prefix), under the
 same index-based names as the local engine, so the bytes are identical. The driver only
@@ -36,30 +40,54 @@ KILL_CHUNK_ENV = "IMGSYNTH_TEST_KILL_CHUNK"
 MAX_RESTARTS = 3
 
 
-class ChunkWorker:
-    """A Ray Data actor: one Pipeline per process, one chunk per call."""
+def _enter(workdir: str) -> None:
+    # Recipes name inputs relative to where `imgsynth run` was started; an actor on a
+    # cluster node starts elsewhere, so it works from the same (shared) folder. A node
+    # without that folder (no shared file system, output to a URL) stays where it is:
+    # a relative input missing there is then reported as that file.
+    if os.path.isdir(workdir):
+        os.chdir(workdir)
+    bound_threads()
+
+
+class HeadWorker:
+    """A GPU actor of a split run: parts 0..parts-1 of the chain (the source, then stages),
+    one chunk per call; the chunk's samples (or why each is missing) go on as data."""
 
     def __init__(self, resolved: dict[str, Any], location: str, classes: list[str] | None,
-                 workdir: str, kill_chunk: str | None = None):
-        # Recipes name inputs relative to where `imgsynth run` was started; an actor on a
-        # cluster node starts elsewhere, so it works from the same (shared) folder. A node
-        # without that folder (no shared file system, output to a URL) stays where it is:
-        # a relative input missing there is then reported as that file.
-        if os.path.isdir(workdir):
-            os.chdir(workdir)
-        bound_threads()
-        self.pipeline = Pipeline.from_resolved(resolved, location, classes)
+                 workdir: str, parts: int):
+        _enter(workdir)
+        self.pipeline = Pipeline.from_resolved(resolved, location, classes, range(parts))
         bound_threads()  # again: building may have imported torch
+        self.stages = range(parts - 1)
+
+    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        outcomes = [pickle.dumps(list(self.pipeline.outcomes(range(int(start), int(stop)), self.stages)))
+                    for start, stop in zip(batch["start"], batch["stop"])]
+        return {**batch, "outcomes": np.array(outcomes, dtype=object)}
+
+
+class ChunkWorker:
+    """A Ray Data actor: one Pipeline per process, one chunk per call. In a split run it
+    builds and runs only the parts from `first_part` on, over the samples a HeadWorker made."""
+
+    def __init__(self, resolved: dict[str, Any], location: str, classes: list[str] | None,
+                 workdir: str, kill_chunk: str | None = None, first_part: int = 0):
+        _enter(workdir)
+        parts = range(first_part, len(resolved.get("stages") or []) + 1)
+        self.pipeline = Pipeline.from_resolved(resolved, location, classes, parts)
+        bound_threads()  # again: building may have imported torch
+        self.stages = range(max(first_part - 1, 0), len(self.pipeline.stages))
         self.kill_chunk = kill_chunk
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         rows: dict[str, list] = {"chunk_id": [], "written": [], "skipped": [], "failed": [],
                                  "error": []}
-        for chunk_id, start, stop in zip(batch["chunk_id"], batch["start"], batch["stop"]):
+        for k, (chunk_id, start, stop) in enumerate(zip(batch["chunk_id"], batch["start"], batch["stop"])):
             self._maybe_die(int(chunk_id))
             error = b""
             try:
-                result = self.pipeline.run_chunk(int(chunk_id), range(int(start), int(stop)))
+                result = self.pipeline.write_chunk(int(chunk_id), self._outcomes(batch, k, start, stop))
             except ImgsynthError as exc:  # on_error: fail; SampleError pickles with its fields
                 result = ChunkResult(int(chunk_id), 0, 0, 0)
                 error = pickle.dumps(exc)
@@ -68,6 +96,12 @@ class ChunkWorker:
             rows["error"].append(error)
         # object dtype: a fixed-width bytes array would drop trailing NUL bytes of a pickle
         return {k: np.array(v, dtype=object if k == "error" else np.int64) for k, v in rows.items()}
+
+    def _outcomes(self, batch: dict[str, np.ndarray], k: int, start: int, stop: int):
+        if "outcomes" not in batch:
+            return self.pipeline.outcomes(range(int(start), int(stop)))
+        return ((index, self.pipeline.apply_stages(index, outcome, self.stages))
+                for index, outcome in pickle.loads(batch["outcomes"][k]))
 
     def _maybe_die(self, chunk_id: int) -> None:
         if not self.kill_chunk:
@@ -88,12 +122,21 @@ def bound_threads() -> None:
         sys.modules["torch"].set_num_threads(1)
 
 
-def gpus_per_worker(resolved: dict[str, Any], cluster_gpus: float) -> int:
-    """One GPU per actor when the source or a stage runs on CUDA: `device: cuda`, or
-    `device: auto` on a cluster that has GPUs (auto on a CPU cluster must not wait for one)."""
-    parts = [resolved.get("source") or {}, *(resolved.get("stages") or [])]
-    devices = {p.get("device") for p in parts if isinstance(p, dict)}
-    return int("cuda" in devices or ("auto" in devices and cluster_gpus > 0))
+def _parts(resolved: dict[str, Any]) -> list[dict[str, Any]]:
+    return [p if isinstance(p, dict) else {} for p in [resolved.get("source"), *(resolved.get("stages") or [])]]
+
+
+def _on_gpu(part: dict[str, Any], cluster_gpus: float) -> bool:
+    """`device: cuda`, or `device: auto` on a cluster that has GPUs (auto on a CPU
+    cluster must not wait for one)."""
+    return part.get("device") == "cuda" or (part.get("device") == "auto" and cluster_gpus > 0)
+
+
+def gpu_parts(resolved: dict[str, Any], cluster_gpus: float) -> int:
+    """How many leading parts of the chain (0 = the source, k = stage k) run on GPU
+    actors: through the last part on a GPU; 0 when none is."""
+    on_gpu = [k for k, part in enumerate(_parts(resolved)) if _on_gpu(part, cluster_gpus)]
+    return on_gpu[-1] + 1 if on_gpu else 0
 
 
 def root_cause(exc: BaseException) -> str:
@@ -123,28 +166,42 @@ def init_ray(workers: int) -> None:
 
 def run_ray(resolved: dict[str, Any], location: str, classes: list[str] | None,
             chunks: Iterable[tuple[int, int, int]], workers: int,
-            on_done: Callable[[ChunkResult], None]) -> None:
+            on_done: Callable[[ChunkResult], None], split: int | None = None) -> None:
     """Run (chunk_id, start, stop) chunks on Ray, writing to the output store at `location`
-    (an absolute path or a URL); raise the first sample failure."""
+    (an absolute path or a URL); raise the first sample failure. `split` overrides how
+    many leading parts run on HeadWorkers (default: `gpu_parts`)."""
     chunks = list(chunks)
     if not chunks:
         return
     import ray
 
     init_ray(workers)
+    cluster_gpus = ray.cluster_resources().get("GPU", 0)
+    split = gpu_parts(resolved, cluster_gpus) if split is None else split
     items = [{"chunk_id": c, "start": start, "stop": stop} for c, start, stop in chunks]
+    common = {"resolved": resolved, "location": location, "classes": classes, "workdir": os.getcwd()}
     with warnings.catch_warnings():
         # Ray 2.60 flags actor options passed as keywords as deprecated but has no named
         # parameter for them yet; its default (restart forever) could hang a run.
         warnings.simplefilter("ignore", DeprecationWarning)
-        results = ray.data.from_items(items, override_num_blocks=len(items)).map_batches(
+        data = ray.data.from_items(items, override_num_blocks=len(items))
+        if split:
+            # One actor per GPU (model loaded once per actor); on a cluster without GPUs
+            # (only when `split` is forced) as many as CPU workers. A head holds a GPU,
+            # not a CPU slot: the --workers CPU workers all run beside it.
+            needs_gpu = any(_on_gpu(part, cluster_gpus) for part in _parts(resolved)[:split])
+            heads = int(cluster_gpus) if needs_gpu and cluster_gpus >= 1 else workers
+            data = data.map_batches(
+                HeadWorker, fn_constructor_kwargs={**common, "parts": split}, batch_size=1,
+                compute=ray.data.ActorPoolStrategy(size=max(1, min(heads, len(items)))),
+                num_cpus=0, num_gpus=int(needs_gpu),
+                max_restarts=MAX_RESTARTS, max_task_retries=MAX_RESTARTS)
+        results = data.map_batches(
             ChunkWorker,
-            fn_constructor_kwargs={"resolved": resolved, "location": location,
-                                   "classes": classes, "workdir": os.getcwd(),
-                                   "kill_chunk": os.environ.get(KILL_CHUNK_ENV)},
+            fn_constructor_kwargs={**common, "kill_chunk": os.environ.get(KILL_CHUNK_ENV),
+                                   "first_part": split},
             batch_size=1, compute=ray.data.ActorPoolStrategy(size=min(workers, len(items))),
-            num_cpus=1, num_gpus=gpus_per_worker(resolved, ray.cluster_resources().get("GPU", 0)),
-            max_restarts=MAX_RESTARTS, max_task_retries=MAX_RESTARTS)
+            num_cpus=1, max_restarts=MAX_RESTARTS, max_task_retries=MAX_RESTARTS)
     try:
         for row in results.iter_rows():
             if row["error"]:

@@ -12,7 +12,7 @@ import pytest
 
 from imgsynth.core.errors import RunError, SampleError
 from imgsynth.engine.pipeline import chunk_file
-from imgsynth.engine.ray import KILL_CHUNK_ENV, gpus_per_worker, run_ray
+from imgsynth.engine.ray import KILL_CHUNK_ENV, gpu_parts, run_ray
 from imgsynth.recipes.load import load_yaml
 from imgsynth.run import run_recipe
 from tests.conftest import make_coco_dataset, tree_hashes, write_recipe
@@ -132,13 +132,36 @@ def test_worker_that_cannot_start_fails_the_run_with_the_cause(case, tmp_path):
     assert "gone" in str(info.value) and "--resume" in str(info.value)
 
 
-def test_cuda_stages_get_one_gpu_per_worker():
+def test_the_chain_splits_after_its_last_gpu_part():
     cpu_only = {"source": {"type": "compose"}, "stages": [{"type": "augment"}]}
-    assert gpus_per_worker(cpu_only, cluster_gpus=8) == 0
-    cuda = {"source": {"type": "compose"}, "stages": [{"type": "diffuse_img2img", "device": "cuda"}]}
-    assert gpus_per_worker(cuda, cluster_gpus=0) == 1
-    auto = {"source": {"type": "diffuse", "device": "auto"}, "stages": []}
-    assert (gpus_per_worker(auto, cluster_gpus=4), gpus_per_worker(auto, cluster_gpus=0)) == (1, 0)
+    assert gpu_parts(cpu_only, cluster_gpus=8) == 0
+    cuda = {"source": {"type": "compose"},
+            "stages": [{"type": "diffuse_img2img", "device": "cuda"}, {"type": "augment"}]}
+    assert gpu_parts(cuda, cluster_gpus=0) == 2  # source + img2img on GPU actors, augment on CPU
+    auto = {"source": {"type": "diffuse", "device": "auto"}, "stages": [{"type": "augment"}]}
+    assert (gpu_parts(auto, cluster_gpus=4), gpu_parts(auto, cluster_gpus=0)) == (1, 0)
+
+
+@pytest.mark.parametrize("split", [1, 2])
+def test_split_run_writes_the_same_files_as_local(case, tmp_path, split):
+    """Head actors (GPU actors on a cluster; forced here on CPUs) run the first `split`
+    parts and hand the samples to the CPU workers: same images and records as one process."""
+    root, data, _ = case
+    recipe = write_recipe(tmp_path / "recipe.yaml", RECIPE.format(data=data) + """
+stages:
+  - type: augment
+    transforms: [{name: imgsynth.Rotate, limit: 20}, {name: imgsynth.GaussianNoise, sigma: 5}]
+""")
+    run_recipe(recipe, tmp_path / "local", workers=1, quiet=True)
+    resolved = load_yaml(tmp_path / "local" / "recipe.yaml")
+    resolved.pop("imgsynth")
+    done = []
+    run_ray(resolved, str(tmp_path / "split"), None, [(0, 0, 8), (1, 8, 16), (2, 16, 24)], 2,
+            done.append, split=split)
+    assert sorted(r.written for r in done) == [8, 8, 8]
+    local = tree_hashes(tmp_path / "local")
+    split_files = tree_hashes(tmp_path / "split")
+    assert split_files == {k: v for k, v in local.items() if k.startswith(("images/", "masks/", ".imgsynth/"))}
 
 
 def test_import_imgsynth_does_not_import_ray():
