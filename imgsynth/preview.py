@@ -16,6 +16,7 @@ import hashlib
 import math
 import unicodedata
 from collections import Counter
+from collections.abc import Collection
 from pathlib import Path
 
 import numpy as np
@@ -60,7 +61,8 @@ def make_preview(out_dir: Path, n: int = 16, dest: Path | None = None) -> Path:
                           key="--n", fix="pass --n 16 (or any count >= 1)")
     dest = Path(dest) if dest is not None else out_dir / "preview.png"
     records = load_records(out_dir, exclude=dest)
-    chosen = [records[k] for k in spread_indices(len(records), n)]
+    shown = set(spread_indices(len(records), n))
+    chosen = [rec for k, rec in enumerate(records) if k in shown]
     counts = class_counts(records)
     colors = class_colors(sorted(counts))
     # Text lines (wide, short) get one column of wide tiles; scene text keeps the grid.
@@ -82,16 +84,16 @@ def make_preview(out_dir: Path, n: int = 16, dest: Path | None = None) -> Path:
 
 # ---------------------------------------------------------------- inputs
 
-def load_records(out_dir: Path, exclude: Path | None = None) -> list[dict]:
+def load_records(out_dir: Path, exclude: Path | None = None) -> Collection[dict]:
     """Manifest records, or {"id": file name, "image": path} for a folder of images."""
     if not out_dir.is_dir():
         raise InputError("folder not found", file=str(out_dir),
                          fix="give an imgsynth output folder or a folder of images")
     manifest = out_dir / "manifest.jsonl"
     if manifest.is_file():
-        from imgsynth.io.writers.manifest import read_manifest
+        from imgsynth.io.writers.manifest import ManifestRecords
 
-        records = read_manifest(manifest)
+        records = ManifestRecords(manifest)  # read on each pass, not held: sets can be huge
         for lineno, rec in enumerate(records, start=1):
             if not isinstance(rec, dict) or "image" not in rec:
                 raise InputError(f"record {lineno} has no 'image' path", file=str(manifest),

@@ -13,11 +13,10 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import platform
 import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
@@ -30,8 +29,10 @@ from imgsynth.core.errors import RecipeError
 from imgsynth.core.registry import FORMATS, lookup
 from imgsynth.engine.pipeline import CHUNK_DIR, ChunkResult, Pipeline, chunk_file
 from imgsynth.engine.progress import Progress
+from imgsynth.io.atomic import atomic_writer
 from imgsynth.io.store import Store, open_store
 from imgsynth.io.writers import READS_SAMPLE_FILES
+from imgsynth.io.writers.manifest import ManifestRecords
 from imgsynth.recipes.load import (apply_overrides, dump_yaml, load_yaml, parse_recipe,
                                    resolved_dict)
 from imgsynth.recipes.schema import Recipe
@@ -161,7 +162,8 @@ def run_recipe(recipe_path: str | Path, out_dir: str | Path, *, seed: int | None
         from imgsynth.preview import stack_previews
 
         previews = [f"{p.name}/preview.png" for p in parts]
-        with store.staging(fetch=[rel for rel in previews if store.exists(rel)]) as local:
+        with store.staging() as local:
+            store.fetch([rel for rel in previews if store.exists(rel)], local)
             stack_previews([(p.name, local / rel) for p, rel in zip(parts, previews)],
                            local / "preview.png")
     summary.seconds = time.perf_counter() - t0
@@ -233,32 +235,38 @@ def _first_difference(a: Any, b: Any, path: str = "") -> str:
 
 def finalize(recipe: Recipe, store: Store, n_chunks: int, classes: list[str] | None,
              summary: RunSummary) -> None:
-    records: list[dict[str, Any]] = []
+    """manifest.jsonl from the chunk records, then the label formats and the preview from it.
+
+    Records are streamed: the manifest is written line by line and the writers get
+    ManifestRecords, which parses the file again on each pass, so memory does not grow
+    with the number of samples (only skipped/failed rows are kept)."""
     skipped: list[dict[str, Any]] = []
     errors: list[dict[str, Any]] = []
-    for chunk_id in range(n_chunks):
-        text = store.read_bytes(chunk_file(chunk_id)).decode("utf-8")
-        for line in filter(None, text.split("\n")):  # not splitlines: texts may hold U+2028
-            rec = json.loads(line)
-            if "skipped" in rec:
-                skipped.append(rec)
-            elif "error" in rec:
-                errors.append(rec)
-            else:
-                records.append(rec)
-    summary.written += len(records)
-    summary.skipped.update(r["skipped"] for r in skipped)
-    summary.failed += len(errors)
-    classes = resolve_classes(classes, records)
     # The writers and the preview work on local files: the output folder itself, or for a
     # URL a staging folder that is uploaded at the end (imgsynth.io.store).
-    with store.staging(fetch=_sample_files_read_back(recipe, records)) as out_dir:
-        _write_jsonl(out_dir / "manifest.jsonl", records)
+    with store.staging() as out_dir:
+        with atomic_writer(out_dir / "manifest.jsonl", "w") as manifest:
+            for chunk_id in range(n_chunks):
+                text = store.read_bytes(chunk_file(chunk_id)).decode("utf-8")
+                for line in filter(None, text.split("\n")):  # not splitlines: texts may hold U+2028
+                    rec = json.loads(line)
+                    if "skipped" in rec:
+                        skipped.append(rec)
+                    elif "error" in rec:
+                        errors.append(rec)
+                    else:  # a chunk line is already the manifest line (same json.dumps)
+                        manifest.write(line + "\n")
+        records = ManifestRecords(out_dir / "manifest.jsonl")
+        summary.written += len(records)
+        summary.skipped.update(r["skipped"] for r in skipped)
+        summary.failed += len(errors)
         for name, rows in (("skipped.jsonl", skipped), ("errors.jsonl", errors)):
             if rows:
                 _write_jsonl(out_dir / name, rows)
             else:
                 store.remove(name)
+        store.fetch(_sample_files_read_back(recipe, records), out_dir)
+        classes = resolve_classes(classes, records)
         for fmt in recipe.output.formats:
             lookup(FORMATS, fmt, key="output.formats", what="label format")(
                 out_dir, records, classes, recipe.output)
@@ -269,7 +277,7 @@ def finalize(recipe: Recipe, store: Store, n_chunks: int, classes: list[str] | N
             make_preview(out_dir, n=recipe.output.preview_count)
 
 
-def _sample_files_read_back(recipe: Recipe, records: list[dict[str, Any]]) -> Iterator[str]:
+def _sample_files_read_back(recipe: Recipe, records: ManifestRecords) -> Iterator[str]:
     """Sample files (relative paths) that finalize reads again: all of them for formats
     that copy or pack them, else the images the preview shows."""
     if READS_SAMPLE_FILES & set(recipe.output.formats):
@@ -277,10 +285,11 @@ def _sample_files_read_back(recipe: Recipe, records: list[dict[str, Any]]) -> It
     elif recipe.output.preview:
         from imgsynth.preview import spread_indices
 
-        yield from (records[k]["image"] for k in spread_indices(len(records), recipe.output.preview_count))
+        shown = set(spread_indices(len(records), recipe.output.preview_count))
+        yield from (rec["image"] for k, rec in enumerate(records) if k in shown)
 
 
-def resolve_classes(declared: list[str] | None, records: list[dict[str, Any]]) -> list[str]:
+def resolve_classes(declared: list[str] | None, records: Iterable[dict[str, Any]]) -> list[str]:
     """Declared classes keep their ids; names found only in the data follow, sorted."""
     found = set()
     for rec in records:
@@ -292,10 +301,6 @@ def resolve_classes(declared: list[str] | None, records: list[dict[str, Any]]) -
 
 
 def _write_jsonl(path: Path, rows: list[dict[str, Any]]) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "w", encoding="utf-8") as fh:
+    with atomic_writer(path, "w") as fh:
         for row in rows:
             fh.write(json.dumps(row, ensure_ascii=False, sort_keys=True) + "\n")
-    os.replace(tmp, path)
-
-

@@ -14,8 +14,8 @@ depend on where the output lives:
 
 Label formats and the preview are made by code that works on local files (hard links,
 tar shards, LMDB). `staging()` gives them a local folder: the output folder itself for
-a LocalStore; for an FsspecStore a temporary folder, holding the sample files they read
-back (downloaded first), whose new files are uploaded when the block ends.
+a LocalStore; for an FsspecStore a temporary folder, into which `fetch()` downloads the
+sample files they read back, and whose other files are uploaded when the block ends.
 """
 
 from __future__ import annotations
@@ -85,10 +85,13 @@ class LocalStore:
             tmp.unlink(missing_ok=True)
 
     @contextmanager
-    def staging(self, fetch: Iterable[str] = ()) -> Iterator[Path]:
-        """The output folder itself: the files to read back are already there."""
+    def staging(self) -> Iterator[Path]:
+        """The output folder itself."""
         self.local_path.mkdir(parents=True, exist_ok=True)
         yield self.local_path
+
+    def fetch(self, rels: Iterable[str], staging: Path) -> None:
+        """Nothing to do: the files are in the output folder."""
 
 
 class FsspecStore:
@@ -97,6 +100,7 @@ class FsspecStore:
         self.root = root  # the location without its scheme, as fsspec's methods take it
         self.location = location
         self.local_path = None
+        self._fetched: set[str] = set()  # in the current staging folder, not to upload
 
     @classmethod
     def from_url(cls, url: str, scheme: str) -> FsspecStore:
@@ -162,22 +166,27 @@ class FsspecStore:
         """Nothing to do: a PUT is applied whole or not at all."""
 
     @contextmanager
-    def staging(self, fetch: Iterable[str] = ()) -> Iterator[Path]:
-        """A temporary folder holding the files named in `fetch`; the files the block adds
-        are uploaded when it ends without an error."""
+    def staging(self) -> Iterator[Path]:
+        """A temporary folder; the files written there are uploaded when the block ends
+        without an error (those downloaded by `fetch` excepted)."""
         with tempfile.TemporaryDirectory(prefix="imgsynth-staging-") as tmp:
             local = Path(tmp)
-            fetched = set(fetch)
-            for rel in fetched:
-                (local / rel).parent.mkdir(parents=True, exist_ok=True)
-            if fetched:
-                order = sorted(fetched)
-                self.fs.get([self._path(rel) for rel in order], [str(local / rel) for rel in order])
+            self._fetched = set()
             yield local
             made = sorted(p.relative_to(local).as_posix() for p in local.rglob("*") if p.is_file())
-            made = [rel for rel in made if rel not in fetched]
+            made = [rel for rel in made if rel not in self._fetched]
             if made:
                 self.fs.put([str(local / rel) for rel in made], [self._path(rel) for rel in made])
+
+    def fetch(self, rels: Iterable[str], staging: Path) -> None:
+        """Download the files `rels` into the staging folder (batched: s3fs and gcsfs fetch
+        them concurrently)."""
+        wanted = sorted(set(rels) - self._fetched)
+        for rel in wanted:
+            (staging / rel).parent.mkdir(parents=True, exist_ok=True)
+        if wanted:
+            self.fs.get([self._path(rel) for rel in wanted], [str(staging / rel) for rel in wanted])
+        self._fetched.update(wanted)
 
 
 Store = LocalStore | FsspecStore

@@ -3,6 +3,9 @@
 They run once at the end of a run on the records of manifest.jsonl (see
 `imgsynth.io.writers.manifest`), so labels always agree with the written images. Every
 file goes through `imgsynth.io.atomic` (or is a hard link, which appears whole).
+`records` is sized and may be iterated several times, but not indexed: a run passes
+ManifestRecords, which parses manifest.jsonl again on each pass, so a writer keeps at
+most what it writes in memory, not every record.
 Helpers shared by the writers live here.
 """
 
@@ -10,6 +13,7 @@ from __future__ import annotations
 
 import os
 import warnings
+from collections.abc import Collection
 from pathlib import Path
 
 from imgsynth.core.boxes import Box, is_empty
@@ -22,8 +26,10 @@ from imgsynth.io.readers.base import LabelWarning
 # (imgsynth.io.store); the other formats need only the manifest records.
 READS_SAMPLE_FILES = frozenset({"imagefolder", "yolo_seg", "lmdb", "webdataset"})
 
+Records = Collection[dict]  # a list, or ManifestRecords
 
-def class_ids(records: list[dict], classes: list[str]) -> dict[str, int]:
+
+def class_ids(records: Records, classes: list[str]) -> dict[str, int]:
     """name -> 0-based id; a class in the records that `classes` lacks is a recipe error."""
     ids = {name: i for i, name in enumerate(classes)}
     for rec in records:

@@ -17,16 +17,17 @@ import csv
 import io
 import json
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
 
 from imgsynth.core.boxes import xyxy_to_xywh
 from imgsynth.core.errors import RecipeError
-from imgsynth.io.atomic import atomic_write_text
+from imgsynth.io.atomic import atomic_write_text, atomic_writer
 from imgsynth.io.readers.base import LabelWarning
-from imgsynth.io.writers import class_ids, image_under, labeled_boxes, link_or_copy
+from imgsynth.io.writers import Records, class_ids, image_under, labeled_boxes, link_or_copy
 
 
-def write_imagefolder(out_dir: Path, records: list[dict], classes: list[str], output) -> list[Path]:
+def write_imagefolder(out_dir: Path, records: Records, classes: list[str], output) -> list[Path]:
     written = []
     for rec in _labeled(records, "imagefolder"):
         dst = Path(out_dir) / "imagefolder" / rec["label"] / image_under(rec, ".")
@@ -35,7 +36,7 @@ def write_imagefolder(out_dir: Path, records: list[dict], classes: list[str], ou
     return written
 
 
-def write_csv(out_dir: Path, records: list[dict], classes: list[str], output) -> list[Path]:
+def write_csv(out_dir: Path, records: Records, classes: list[str], output) -> list[Path]:
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
     writer.writerow(["file", "label"])
@@ -46,39 +47,46 @@ def write_csv(out_dir: Path, records: list[dict], classes: list[str], output) ->
     return [path]
 
 
-def write_hf_metadata(out_dir: Path, records: list[dict], classes: list[str], output) -> list[Path]:
+def write_hf_metadata(out_dir: Path, records: Records, classes: list[str], output) -> list[Path]:
     has_label = any(rec.get("label") is not None for rec in records)
     has_text = any(rec.get("text") is not None for rec in records)
     has_objects = any(rec["instances"] for rec in records)
     ids = class_ids(records, classes)
-    lines = []
-    for rec in records:
-        row = {"file_name": rec["image"]}
-        if has_label:
-            row["label"] = rec.get("label")
-        if has_text:
-            row["text"] = rec.get("text")
-        if has_objects:
-            kept = labeled_boxes(rec, "hf")
-            row["objects"] = {"bbox": [[round(v, 4) for v in xyxy_to_xywh(box)] for _, box in kept],
-                              "categories": [ids[inst["class"]] for inst, _ in kept]}
-        lines.append(json.dumps(row, ensure_ascii=False, separators=(",", ":")) + "\n")
     path = Path(out_dir) / "metadata.jsonl"
-    atomic_write_text(path, "".join(lines))
+    with atomic_writer(path, "w") as fh:
+        for rec in records:
+            row = {"file_name": rec["image"]}
+            if has_label:
+                row["label"] = rec.get("label")
+            if has_text:
+                row["text"] = rec.get("text")
+            if has_objects:
+                kept = labeled_boxes(rec, "hf")
+                row["objects"] = {"bbox": [[round(v, 4) for v in xyxy_to_xywh(box)] for _, box in kept],
+                                  "categories": [ids[inst["class"]] for inst, _ in kept]}
+            fh.write(json.dumps(row, ensure_ascii=False, separators=(",", ":")) + "\n")
     return [path]
 
 
-def _labeled(records: list[dict], fmt: str) -> list[dict]:
-    labeled = [rec for rec in records if rec.get("label") is not None]
+def _labeled(records: Records, fmt: str) -> Iterator[dict]:
+    """The records that have a label, once all of them are checked (a pass that keeps none)."""
+    unusable = None
+    labeled = 0
+    for rec in records:
+        if rec.get("label") is None:
+            continue
+        labeled += 1
+        if unusable is None and ("/" in rec["label"] or "\\" in rec["label"]
+                                 or rec["label"] in ("", ".", "..")):
+            unusable = rec
     if records and not labeled:
         raise RecipeError(f"the '{fmt}' format needs a classification label per sample and no "
                           "sample has one", key="output.formats",
                           fix=f"remove '{fmt}' or use a source that sets labels (an ImageFolder dataset)")
-    if len(labeled) < len(records):
-        warnings.warn(f"{fmt}: {len(records) - len(labeled)} sample(s) without a label are left "
+    if labeled < len(records):
+        warnings.warn(f"{fmt}: {len(records) - labeled} sample(s) without a label are left "
                       "out", LabelWarning, stacklevel=3)
-    for rec in labeled:
-        if "/" in rec["label"] or "\\" in rec["label"] or rec["label"] in ("", ".", ".."):
-            raise RecipeError(f"label '{rec['label']}' (sample id {rec['id']}) cannot be a folder "
-                              "name", key="output.formats", fix="rename the class")
-    return labeled
+    if unusable is not None:
+        raise RecipeError(f"label '{unusable['label']}' (sample id {unusable['id']}) cannot be a "
+                          "folder name", key="output.formats", fix="rename the class")
+    return (rec for rec in records if rec.get("label") is not None)

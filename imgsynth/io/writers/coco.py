@@ -16,39 +16,52 @@ from pathlib import Path
 from imgsynth import __version__
 from imgsynth.core.boxes import xyxy_to_xywh
 from imgsynth.core.masks import mask_polygons, rle_decode
-from imgsynth.io.atomic import atomic_write_text
-from imgsynth.io.writers import class_ids, labeled_boxes
+from imgsynth.io.atomic import atomic_writer
+from imgsynth.io.writers import Records, class_ids, labeled_boxes
 
 INFO = {"description": "made with imgsynth", "version": __version__, "contributor": "imgsynth"}
 
 
-def write_coco(out_dir: Path, records: list[dict], classes: list[str], output) -> list[Path]:
+def write_coco(out_dir: Path, records: Records, classes: list[str], output) -> list[Path]:
     ids = class_ids(records, classes)
-    images, annotations = [], []
+    categories = [{"id": i + 1, "name": name, "supercategory": "object"}
+                  for i, name in enumerate(classes)]
+    path = Path(out_dir) / "annotations.json"
+    # Written piece by piece (one image or annotation at a time): the same bytes as
+    # json.dumps of the whole document, without holding it in memory.
+    with atomic_writer(path, "w") as fh:
+        fh.write(f'{{"info":{_json(INFO)},"licenses":[],"images":[')
+        _write_list(fh, ({"id": rec["id"], "file_name": rec["image"], "width": rec["width"],
+                          "height": rec["height"]} for rec in records))
+        fh.write('],"annotations":[')
+        _write_list(fh, _annotations(records, ids, output.coco_segmentation))
+        fh.write(f'],"categories":{_json(categories)}}}')
+    return [path]
+
+
+def _annotations(records: Records, ids: dict[str, int], encoding: str):
+    number = 0
     for rec in records:
-        images.append({"id": rec["id"], "file_name": rec["image"], "width": rec["width"],
-                       "height": rec["height"]})
         for inst, box in labeled_boxes(rec, "coco"):
-            annotations.append({
-                "id": len(annotations) + 1,
+            number += 1
+            yield {
+                "id": number,
                 "image_id": rec["id"],
                 "category_id": ids[inst["class"]] + 1,
                 "bbox": [round(v, 4) for v in xyxy_to_xywh(box)],
                 "area": inst["area"],
-                "segmentation": coco_segmentation(inst, output.coco_segmentation),
+                "segmentation": coco_segmentation(inst, encoding),
                 "iscrowd": int(inst.get("iscrowd", False)),
-            })
-    doc = {
-        "info": INFO,
-        "licenses": [],
-        "images": images,
-        "annotations": annotations,
-        "categories": [{"id": i + 1, "name": name, "supercategory": "object"}
-                       for i, name in enumerate(classes)],
-    }
-    path = Path(out_dir) / "annotations.json"
-    atomic_write_text(path, json.dumps(doc, ensure_ascii=False, separators=(",", ":")))
-    return [path]
+            }
+
+
+def _json(value) -> str:
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+
+
+def _write_list(fh, items) -> None:
+    for k, item in enumerate(items):
+        fh.write(("," if k else "") + _json(item))
 
 
 def coco_segmentation(inst: dict, encoding: str) -> dict | list:

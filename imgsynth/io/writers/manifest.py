@@ -11,6 +11,7 @@ area), "segmentation" (COCO compressed RLE of the mask, or null), "polygons" (fl
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -82,21 +83,38 @@ def jsonable(value: Any) -> Any:
     return value
 
 
-def read_manifest(path: str | Path) -> list[dict]:
-    path = Path(path)
-    try:
-        lines = path.read_text(encoding="utf-8").split("\n")  # not splitlines: texts may hold U+2028
-    except FileNotFoundError:
-        raise InputError("manifest not found", file=str(path),
-                         fix="give an imgsynth output folder (it holds manifest.jsonl)") from None
-    records = []
-    for lineno, line in enumerate(lines, start=1):
-        if not line.strip():
-            continue
+class ManifestRecords:
+    """The records of a manifest.jsonl, parsed again on every pass instead of held in memory
+    (a million compose records take several GB as Python objects). Sized and re-iterable,
+    so the label writers take it where they take a list."""
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        self._count: int | None = None
+
+    def _lines(self) -> Iterator[tuple[int, str]]:
         try:
-            records.append(json.loads(line))
-        except json.JSONDecodeError as exc:
-            raise InputError(f"line {lineno} is not valid JSON ({exc.msg})", file=str(path),
-                             fix="a killed run leaves whole lines only; re-run with --resume "
-                             "or delete the line") from None
-    return records
+            # newline="\n": a line ends only at \n (texts may hold U+2028, which JSON keeps raw)
+            with open(self.path, encoding="utf-8", newline="\n") as fh:
+                yield from ((n, line) for n, line in enumerate(fh, start=1) if line.strip())
+        except FileNotFoundError:
+            raise InputError("manifest not found", file=str(self.path),
+                             fix="give an imgsynth output folder (it holds manifest.jsonl)") from None
+
+    def __len__(self) -> int:
+        if self._count is None:
+            self._count = sum(1 for _ in self._lines())
+        return self._count
+
+    def __iter__(self) -> Iterator[dict]:
+        for lineno, line in self._lines():
+            try:
+                yield json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise InputError(f"line {lineno} is not valid JSON ({exc.msg})", file=str(self.path),
+                                 fix="a killed run leaves whole lines only; re-run with --resume "
+                                 "or delete the line") from None
+
+
+def read_manifest(path: str | Path) -> list[dict]:
+    return list(ManifestRecords(path))

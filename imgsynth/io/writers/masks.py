@@ -19,10 +19,10 @@ from imgsynth.core.masks import polygons_to_mask, rle_decode
 from imgsynth.io.atomic import atomic_write_bytes
 from imgsynth.io.image import encode_image
 from imgsynth.io.readers.base import LabelWarning
-from imgsynth.io.writers import class_ids, image_under
+from imgsynth.io.writers import Records, class_ids, image_under
 
 
-def write_semantic_masks(out_dir: Path, records: list[dict], classes: list[str], output) -> list[Path]:
+def write_semantic_masks(out_dir: Path, records: Records, classes: list[str], output) -> list[Path]:
     if len(classes) > 255:
         raise RecipeError(f"{len(classes)} classes do not fit a uint8 map (at most 255)",
                           key="output.formats", fix="remove semantic_masks or merge classes")

@@ -32,18 +32,19 @@ import json
 import os
 import shutil
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
 
 from imgsynth.core.errors import RecipeError
 from imgsynth.io.atomic import atomic_write_text
 from imgsynth.io.readers.base import LabelWarning
-from imgsynth.io.writers import image_under
+from imgsynth.io.writers import Records, image_under
 
 LINE_BREAKS = "\n\r\v\f\x1c\x1d\x1e\x85\u2028\u2029"
 ICDAR_DONT_CARE = "###"
 
 
-def write_labels_txt(out_dir: Path, records: list[dict], classes: list[str], output) -> list[Path]:
+def write_labels_txt(out_dir: Path, records: Records, classes: list[str], output) -> list[Path]:
     lines = [f"{rec['image']} {line_safe(rec['text'], rec, 'ocr_labels')}\n"
              for rec in texted(records, "ocr_labels")]
     path = Path(out_dir) / "labels.txt"
@@ -51,7 +52,7 @@ def write_labels_txt(out_dir: Path, records: list[dict], classes: list[str], out
     return [path]
 
 
-def write_gt_txt(out_dir: Path, records: list[dict], classes: list[str], output) -> list[Path]:
+def write_gt_txt(out_dir: Path, records: Records, classes: list[str], output) -> list[Path]:
     lines = [f"{rec['image']}\t{line_safe(rec['text'], rec, 'gt_txt', forbid_tab=True)}\n"
              for rec in texted(records, "gt_txt")]
     path = Path(out_dir) / "gt.txt"
@@ -59,7 +60,7 @@ def write_gt_txt(out_dir: Path, records: list[dict], classes: list[str], output)
     return [path]
 
 
-def write_mmocr(out_dir: Path, records: list[dict], classes: list[str], output) -> list[Path]:
+def write_mmocr(out_dir: Path, records: Records, classes: list[str], output) -> list[Path]:
     recog = [{"img_path": rec["image"], "instances": [{"text": rec["text"]}]}
              for rec in records if rec.get("text") is not None]
     detect = [{"img_path": rec["image"], "height": rec["height"], "width": rec["width"],
@@ -78,29 +79,31 @@ def write_mmocr(out_dir: Path, records: list[dict], classes: list[str], output) 
     return written
 
 
-def write_lmdb(out_dir: Path, records: list[dict], classes: list[str], output) -> list[Path]:
+def write_lmdb(out_dir: Path, records: Records, classes: list[str], output) -> list[Path]:
     import lmdb
 
-    kept = texted(records, "lmdb")
-    images = [(Path(out_dir) / rec["image"]).read_bytes() for rec in kept]
-    final = Path(out_dir) / "lmdb"
-    tmp = Path(out_dir) / f".lmdb.{os.getpid()}.tmp"
+    out_dir = Path(out_dir)
+    texted(records, "lmdb")  # the checks; the records are read twice below, one image at a time
+    final = out_dir / "lmdb"
+    tmp = out_dir / f".lmdb.{os.getpid()}.tmp"
     shutil.rmtree(tmp, ignore_errors=True)
     # The map size is an upper bound (the file grows as needed); keys and LMDB's pages need room.
-    map_size = 2 * sum(len(b) + len(r["text"].encode("utf-8")) + 64 for b, r in zip(images, kept)) + (64 << 20)
+    map_size = 2 * sum((out_dir / r["image"]).stat().st_size + len(r["text"].encode("utf-8")) + 64
+                       for r in _with_text(records)) + (64 << 20)
     # lock=False: no lock.mdb (reader pids), so the folder holds only the data, byte-stable.
     env = lmdb.open(str(tmp), map_size=map_size, subdir=True, lock=False)
     with env.begin(write=True) as txn:
-        for number, (rec, data) in enumerate(zip(kept, images), start=1):
-            txn.put(b"image-%09d" % number, data)
+        number = 0
+        for number, rec in enumerate(_with_text(records), start=1):
+            txn.put(b"image-%09d" % number, (out_dir / rec["image"]).read_bytes())
             txn.put(b"label-%09d" % number, rec["text"].encode("utf-8"))
-        txn.put(b"num-samples", str(len(kept)).encode("ascii"))
+        txn.put(b"num-samples", str(number).encode("ascii"))
     env.close()
     replace_dir(tmp, final)
     return [final]
 
 
-def write_icdar(out_dir: Path, records: list[dict], classes: list[str], output) -> list[Path]:
+def write_icdar(out_dir: Path, records: Records, classes: list[str], output) -> list[Path]:
     files = {}
     for rec in records:
         lines = []
@@ -115,15 +118,19 @@ def write_icdar(out_dir: Path, records: list[dict], classes: list[str], output) 
     return list(files)
 
 
-def texted(records: list[dict], fmt: str) -> list[dict]:
+def texted(records: Records, fmt: str) -> Iterator[dict]:
     """Records that have a text; the others are left out with a LabelWarning."""
-    kept = [rec for rec in records if rec.get("text") is not None]
+    kept = sum(1 for _ in _with_text(records))
     if records and not kept:
         raise_no_text(fmt)
-    if len(kept) < len(records):
-        warnings.warn(f"{fmt}: {len(records) - len(kept)} sample(s) without a text are left out",
+    if kept < len(records):
+        warnings.warn(f"{fmt}: {len(records) - kept} sample(s) without a text are left out",
                       LabelWarning, stacklevel=3)
-    return kept
+    return _with_text(records)
+
+
+def _with_text(records: Records) -> Iterator[dict]:
+    return (rec for rec in records if rec.get("text") is not None)
 
 
 def raise_no_text(fmt: str):

@@ -16,14 +16,15 @@ from __future__ import annotations
 
 import hashlib
 import io
+import itertools
 import json
-import os
 import tarfile
 from collections.abc import Iterable
 from pathlib import Path
 
 from imgsynth.core.errors import RecipeError
-from imgsynth.io.atomic import atomic_write_text
+from imgsynth.io.atomic import atomic_write_text, atomic_writer
+from imgsynth.io.writers import Records
 
 SHARD_DIR = "shards"
 INDEX_NAME = "index.jsonl"
@@ -53,8 +54,7 @@ def sample_members(out_dir: Path, record: dict, classes: list[str]) -> list[tupl
 def write_tar(path: Path, members: Iterable[tuple[str, bytes]]) -> str:
     """Write a deterministic tar under a temporary name, rename it; return its sha256.
     `members` may be a generator: one sample's bytes are in memory at a time."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "wb") as fh:
+    with atomic_writer(path, "wb") as fh:
         with tarfile.open(fileobj=fh, mode="w", format=tarfile.USTAR_FORMAT) as tar:
             for name, data in members:
                 info = tarfile.TarInfo(name)
@@ -63,22 +63,21 @@ def write_tar(path: Path, members: Iterable[tuple[str, bytes]]) -> str:
                 info.uname = info.gname = ""
                 tar.addfile(info, io.BytesIO(data))
     digest = hashlib.sha256()
-    with open(tmp, "rb") as fh:
+    with open(path, "rb") as fh:
         for block in iter(lambda: fh.read(1 << 20), b""):
             digest.update(block)
-    os.replace(tmp, path)
     return digest.hexdigest()
 
 
-def write_webdataset(out_dir: Path, records: list[dict], classes: list[str], output) -> list[Path]:
+def write_webdataset(out_dir: Path, records: Records, classes: list[str], output) -> list[Path]:
     out_dir = Path(out_dir)
     folder = out_dir / SHARD_DIR
     folder.mkdir(parents=True, exist_ok=True)
-    size = output.shard_size
     paths, index = [], []
-    for number, start in enumerate(range(0, len(records), size)):
-        group = records[start:start + size]
-        path = folder / shard_name(number)
+    pending = iter(records)
+    # One shard's records in memory at a time; its images are read one sample at a time.
+    while group := list(itertools.islice(pending, output.shard_size)):
+        path = folder / shard_name(len(paths))
         sha = write_tar(path, (m for rec in group for m in sample_members(out_dir, rec, classes)))
         paths.append(path)
         index.append({"shard": path.name, "first_id": group[0]["id"], "last_id": group[-1]["id"],

@@ -17,12 +17,12 @@ from pathlib import Path
 
 from imgsynth.io.atomic import atomic_write_bytes
 from imgsynth.io.readers.base import LabelWarning
-from imgsynth.io.writers import class_ids, image_under, labeled_boxes
+from imgsynth.io.writers import Records, class_ids, image_under, labeled_boxes
 
 OCCLUDED_FRACTION = 0.05
 
 
-def write_voc(out_dir: Path, records: list[dict], classes: list[str], output) -> list[Path]:
+def write_voc(out_dir: Path, records: Records, classes: list[str], output) -> list[Path]:
     class_ids(records, classes)  # every class must be declared, as for the other formats
     written = []
     for rec in records:

@@ -25,10 +25,10 @@ from imgsynth.core.boxes import xyxy_to_cxcywh_norm
 from imgsynth.core.masks import mask_polygons, rle_decode
 from imgsynth.io.atomic import atomic_write_text
 from imgsynth.io.readers.base import LabelWarning
-from imgsynth.io.writers import class_ids, image_under, labeled_boxes, link_or_copy
+from imgsynth.io.writers import Records, class_ids, image_under, labeled_boxes, link_or_copy
 
 
-def write_yolo_detect(out_dir: Path, records: list[dict], classes: list[str], output) -> list[Path]:
+def write_yolo_detect(out_dir: Path, records: Records, classes: list[str], output) -> list[Path]:
     ids = class_ids(records, classes)
 
     def lines(rec: dict) -> list[str]:
@@ -45,7 +45,7 @@ def write_yolo_detect(out_dir: Path, records: list[dict], classes: list[str], ou
     return _write_dataset(Path(out_dir), records, classes, lines)
 
 
-def write_yolo_segment(out_dir: Path, records: list[dict], classes: list[str], output) -> list[Path]:
+def write_yolo_segment(out_dir: Path, records: Records, classes: list[str], output) -> list[Path]:
     ids = class_ids(records, classes)
     out_dir = Path(out_dir)
     written: list[Path] = []
@@ -100,7 +100,7 @@ def _norm_text(values) -> list[str]:
     return [f"{float(v):.6f}" for v in values]
 
 
-def _write_dataset(root: Path, records: list[dict], classes: list[str], lines) -> list[Path]:
+def _write_dataset(root: Path, records: Records, classes: list[str], lines) -> list[Path]:
     written = []
     for rec in records:
         path = root / image_under(rec, "labels", ".txt")
