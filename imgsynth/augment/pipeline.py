@@ -11,7 +11,9 @@ from it) before each call, never its own or global state.
 from __future__ import annotations
 
 import inspect
+import os
 import random
+import sys
 from dataclasses import replace
 from typing import Any
 
@@ -33,8 +35,30 @@ NAMED_CONSTANTS = {
 }
 
 
+def import_albumentations():
+    """albumentations without its two import-time costs, which every worker would pay:
+
+    - a version check against PyPI (a network request; imgsynth runs offline), unless
+      the user set NO_ALBUMENTATIONS_UPDATE themselves;
+    - `albumentations.pytorch` (ToTensorV2, which recipes have no use for) imports torch:
+      ~1.2 s and ~500 MB per process. albumentations skips that module when its import
+      fails, so it is blocked for the moment of the import and importable again after.
+    """
+    if "albumentations" not in sys.modules:
+        os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
+        blocked = "albumentations.pytorch" not in sys.modules
+        if blocked:
+            sys.modules["albumentations.pytorch"] = None  # an import of it raises ImportError
+        try:
+            import albumentations  # noqa: F401 - registered in sys.modules
+        finally:
+            if blocked:
+                del sys.modules["albumentations.pytorch"]
+    return sys.modules["albumentations"]
+
+
 def albumentations_names() -> list[str]:
-    import albumentations as A
+    A = import_albumentations()
     from albumentations.core.transforms_interface import BasicTransform
 
     return sorted(name for name in dir(A) if inspect.isclass(getattr(A, name))
@@ -55,9 +79,7 @@ def transform_class(name: str) -> type:
         raise ValueError(f"unknown transform '{name}'.{hint} Use an albumentations 2.0.8 class name "
                          f"(e.g. Rotate, GaussianBlur, ImageCompression) or one of: "
                          f"{', '.join(sorted(OWN_TRANSFORMS))}")
-    import albumentations as A
-
-    return getattr(A, name)
+    return getattr(import_albumentations(), name)
 
 
 def parameter_names(cls: type) -> list[str]:
@@ -123,8 +145,7 @@ class AlbumentationsStep:
     """
 
     def __init__(self, entries: list[tuple[str, dict[str, Any]]]):
-        import albumentations as A
-
+        A = import_albumentations()
         from albumentations.core.transforms_interface import DualTransform
 
         # Two Composes with their own transform objects: Compose attaches its label

@@ -61,7 +61,9 @@ def build_photometric(steps: list[dict], key: str):
     """An albumentations Compose from [{Name: params}], or None for an empty list."""
     if not steps:
         return None
-    import albumentations as A
+    from imgsynth.augment.pipeline import import_albumentations
+
+    A = import_albumentations()
 
     transforms = []
     for i, step in enumerate(steps):

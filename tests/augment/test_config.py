@@ -1,5 +1,9 @@
 """Recipe validation: unknown transforms and parameters name the key and the fix."""
 
+import json
+import subprocess
+import sys
+
 import pytest
 
 from imgsynth.core.errors import RecipeError
@@ -41,3 +45,21 @@ def test_border_modes_by_name_and_mirroring_rejected():
     assert recipe.stages[0].transforms[0].params == {"border_mode": "replicate"}
     assert "imgsynth.Rotate" in recipe_error([{"name": "Rotate", "border_mode": "reflect"}])
     assert "Did you mean 'replicate'" in recipe_error([{"name": "Rotate", "border_mode": "replicat"}])
+
+
+def test_albumentations_stages_import_neither_torch_nor_the_network():
+    """Every worker builds its stages: albumentations' PyPI version check and its torch
+    import (ToTensorV2) would cost a network request and ~500 MB per worker."""
+    code = """
+import json, os, sys, urllib.request
+calls = []
+urllib.request.OpenerDirector.open = lambda self, url, *a, **k: calls.append(str(url))
+os.environ.pop("NO_ALBUMENTATIONS_UPDATE", None)
+from imgsynth.augment.config import AugmentConfig
+from imgsynth.core.stage import BuildContext
+AugmentConfig.model_validate({"type": "augment", "transforms": [
+    {"name": "Rotate", "limit": 10}, {"name": "GaussianBlur"}]}).build(BuildContext(seed=0))
+print(json.dumps({"torch": "torch" in sys.modules, "requests": calls}))
+"""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert json.loads(out.stdout.strip().splitlines()[-1]) == {"torch": False, "requests": []}
