@@ -142,6 +142,11 @@ def run_recipe(recipe_path: str | Path, out_dir: str | Path, *, seed: int | None
     parts, resolved = prepare(recipe_path, seed=seed, count=count, workers=workers,
                               engine=engine, overrides=overrides)
     store = open_store(out_dir)
+    if getattr(store, "process_local", False) and any(
+            p.recipe.workers > 1 or p.recipe.engine == "ray" for p in parts):
+        raise RecipeError("--out memory:// exists only inside this process; worker processes "
+                          "cannot write there", file=str(store),
+                          fix="use --workers 1 with the local engine, or a folder or bucket")
     _check_out_dir(store, resolved, resume)
     # Building every pipeline first surfaces missing files/models/fonts before anything is written.
     pipelines = []

@@ -132,6 +132,10 @@ output: {{formats: [yolo, yolo_seg], preview: true}}
         assert store_hashes(memory, "/imgsynth-cli/run") == expected
     finally:
         memory.rm("/imgsynth-cli", recursive=True)
+    # Worker processes cannot see this process's memory: refused up front, nothing written.
+    result = _run("run", str(recipe), "--out", "memory://imgsynth-cli/two", "--workers", "2", "--quiet")
+    assert result.exit_code == 2 and "--workers 1" in result.output
+    assert not memory.exists("/imgsynth-cli/two")
 
 
 def test_help_and_import_do_not_load_heavy_modules():

@@ -127,6 +127,12 @@ class FsspecStore:
     def __str__(self) -> str:
         return self.location
 
+    @property
+    def process_local(self) -> bool:
+        """memory:// lives in this process: other worker processes cannot write there."""
+        protocols = self.fs.protocol if isinstance(self.fs.protocol, tuple) else (self.fs.protocol,)
+        return "memory" in protocols
+
     def _path(self, rel: str) -> str:
         return f"{self.root}/{rel}"
 
