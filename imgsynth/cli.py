@@ -66,16 +66,24 @@ def run(recipe: Annotated[Path, typer.Argument(help="Recipe YAML file.")],
 @app.command()
 def validate(recipe: Annotated[Path, typer.Argument(help="Recipe YAML file.")],
              set_: SetOption = None) -> None:
-    """Check a recipe without running it; print the resolved recipe."""
-    from imgsynth.recipes.load import dump_yaml
-    from imgsynth.run import prepare
+    """Check a recipe (for `run`, or a training recipe for `train`) without running it;
+    print the resolved recipe."""
+    from imgsynth.recipes.load import dump_yaml, load_yaml
+    from imgsynth.run import prepare, training_model
 
     try:
-        _, resolved = prepare(recipe, overrides=tuple(set_ or ()))
+        model = training_model(load_yaml(recipe))
+        if model:
+            from imgsynth.generate.cli import load_train_recipe
+
+            resolved = load_train_recipe(model, recipe, tuple(set_ or ())).model_dump(mode="json")
+        else:
+            _, resolved = prepare(recipe, overrides=tuple(set_ or ()))
     except ImgsynthError as err:
         _fail(err)
     print(dump_yaml(resolved), end="")
-    print(f"{recipe}: valid", file=sys.stderr)
+    print(f"{recipe}: valid" + (f" (a training recipe: imgsynth train {model} {recipe})" if model else ""),
+          file=sys.stderr)
 
 
 @app.command()

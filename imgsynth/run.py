@@ -96,6 +96,11 @@ def prepare(recipe_path: str | Path, *, seed: int | None = None, count: int | No
     cli = {k: v for k, v in (("seed", seed), ("count", count), ("workers", workers),
                              ("engine", engine)) if v is not None}
     file = str(recipe_path)
+    model = training_model(data)
+    if model:
+        raise RecipeError(f"this is a training recipe (model: {model}), not a data set recipe",
+                          file=file, fix=f"train with `imgsynth train {model} {file} --out runs/{model}`, "
+                                         "then make images with `imgsynth sample`")
     if "parts" not in data:
         part = _prepare_part(None, {**data, **cli}, file)
         return [part], part.resolved
@@ -292,6 +297,14 @@ def _sample_files_read_back(recipe: Recipe, records: ManifestRecords) -> Iterato
 
         shown = set(spread_indices(len(records), recipe.output.preview_count))
         yield from (rec["image"] for k, rec in enumerate(records) if k in shown)
+
+
+def training_model(data: dict[str, Any]) -> str | None:
+    """The model a training recipe (for `imgsynth train`) trains, None for a run recipe."""
+    from imgsynth.generate.config import TRAIN_CONFIGS
+
+    model = data.get("model")
+    return model if "source" not in data and "parts" not in data and model in TRAIN_CONFIGS else None
 
 
 def resolve_classes(declared: list[str] | None, records: Iterable[dict[str, Any]]) -> list[str]:

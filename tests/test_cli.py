@@ -147,3 +147,14 @@ def test_help_and_import_do_not_load_heavy_modules():
             "print('HEAVY', heavy)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert "Usage" in out and "HEAVY []" in out
+
+
+def test_training_recipes_validate_and_run_points_to_train(tmp_path):
+    result = _run("validate", "recipes/dcgan.yaml")
+    assert result.exit_code == 0, result.output
+    assert "imgsynth train dcgan recipes/dcgan.yaml" in result.output
+    result = _run("validate", "recipes/vae.yaml", "--set", "steps=0")
+    assert result.exit_code == 2 and "steps" in result.output
+    result = _run("run", "recipes/vae.yaml", "--out", str(tmp_path / "out"))
+    assert result.exit_code == 2 and "imgsynth train vae recipes/vae.yaml" in result.output
+    assert not (tmp_path / "out").exists()
