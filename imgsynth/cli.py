@@ -66,8 +66,7 @@ def run(recipe: Annotated[Path, typer.Argument(help="Recipe YAML file.")],
 @app.command()
 def validate(recipe: Annotated[Path, typer.Argument(help="Recipe YAML file.")],
              set_: SetOption = None) -> None:
-    """Check a recipe (for `run`, or a training recipe for `train`) without running it;
-    print the resolved recipe."""
+    """Check a recipe (for run, or a training one for train) and print it resolved."""
     from imgsynth.recipes.load import dump_yaml, load_yaml
     from imgsynth.run import prepare, training_model
 
