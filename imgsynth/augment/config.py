@@ -55,6 +55,11 @@ class AugmentConfig(StageConfig):
     min_visibility: float = Field(
         0.0, ge=0.0, le=1.0, description="Drop an instance when less than this fraction of it "
         "is left inside the image after the transforms.")
+    keypoint_flip_pairs: list[tuple[int, int]] = Field(
+        [], description="Pairs of keypoint indices that trade places when the transforms "
+        "mirror the image (a flip or transpose, by imgsynth or albumentations), e.g. [[1, 2], "
+        "[3, 4]] for COCO's left/right eyes and ears: otherwise a mirrored left eye keeps the "
+        "name 'left'. Mirroring is read per instance from the orientation of its moved box.")
     skip_empty: bool = Field(
         False, description="Leave a sample out (counted as skipped) when it had instances and "
         "all of them were dropped.")

@@ -305,6 +305,12 @@ def clip_polygon(points: np.ndarray, width: float, height: float) -> np.ndarray:
     return poly
 
 
-def polygon_area(points: np.ndarray) -> float:
+def signed_area(points: np.ndarray) -> float:
+    """Shoelace area, positive for the vertex order of `box_corner_points`; a mirroring
+    transform turns the sign."""
     x, y = points[:, 0], points[:, 1]
-    return float(abs(np.dot(x, np.roll(y, -1)) - np.dot(y, np.roll(x, -1))) / 2.0)
+    return float(np.dot(x, np.roll(y, -1)) - np.dot(y, np.roll(x, -1))) / 2.0
+
+
+def polygon_area(points: np.ndarray) -> float:
+    return abs(signed_area(points))

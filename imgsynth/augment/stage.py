@@ -46,7 +46,8 @@ class AugmentStage:
         targets, layouts = instances_to_targets(sample.image, instances, self.config.box_method)
         targets = run_steps(self.steps, targets, rng)
         kept = targets_to_instances(targets, instances, layouts, min_area=self.config.min_area,
-                                    min_visibility=self.config.min_visibility)
+                                    min_visibility=self.config.min_visibility,
+                                    flip_pairs=self.config.keypoint_flip_pairs)
         dropped = len(sample.instances) - len(kept)
         if self.config.skip_empty and sample.instances and not kept:
             raise SkipSample("augment_no_instances_left",
@@ -104,7 +105,8 @@ def instances_to_targets(image: np.ndarray, instances: list[Instance],
 
 
 def targets_to_instances(targets: Targets, instances: list[Instance], layouts: list[InstanceLayout],
-                         *, min_area: float, min_visibility: float) -> list[Instance]:
+                         *, min_area: float, min_visibility: float,
+                         flip_pairs: list[tuple[int, int]] = ()) -> list[Instance]:
     h, w = targets.height, targets.width
     kept = []
     for inst, layout in zip(instances, layouts, strict=True):
@@ -138,7 +140,7 @@ def targets_to_instances(targets: Targets, instances: list[Instance], layouts: l
         kept.append(replace(
             inst, bbox_xyxy=tuple(float(v) for v in box), mask=mask,
             polygons=polygons if inst.polygons is not None else None,
-            keypoints=_moved_keypoints(inst.keypoints, targets, layout),
+            keypoints=_moved_keypoints(inst.keypoints, targets, layout, flip_pairs),
             truncated=inst.truncated or truncated,
             visible_fraction=inst.visible_fraction * min(1.0, visibility)))
     return kept
@@ -157,10 +159,12 @@ def _touches_border(mask: np.ndarray) -> bool:
     return bool(mask[0].any() or mask[-1].any() or mask[:, 0].any() or mask[:, -1].any())
 
 
-def _moved_keypoints(keypoints: np.ndarray | None, targets: Targets,
-                     layout: InstanceLayout) -> np.ndarray | None:
+def _moved_keypoints(keypoints: np.ndarray | None, targets: Targets, layout: InstanceLayout,
+                     flip_pairs: list[tuple[int, int]] = ()) -> np.ndarray | None:
     """Keypoints move with the image; one that left the image keeps its position with
-    visibility 0 (COCO: not labeled)."""
+    visibility 0 (COCO: not labeled). When the image was mirrored (the instance's box
+    points turned orientation), the rows of each flip pair trade places, so that a
+    'left' keypoint is again the one on the object's left."""
     if keypoints is None or layout.keypoints is None:
         return keypoints
     out = np.array(keypoints, dtype=np.float64, copy=True)
@@ -169,4 +173,10 @@ def _moved_keypoints(keypoints: np.ndarray | None, targets: Targets,
     outside = (xy[:, 0] < 0) | (xy[:, 0] > targets.width) | (xy[:, 1] < 0) | (xy[:, 1] > targets.height)
     if out.shape[1] > 2:
         out[outside, 2] = 0
+    if flip_pairs and F.signed_area(targets.points[layout.box_points]) < 0:
+        for a, b in flip_pairs:
+            if max(a, b) >= len(out):
+                raise ValueError(f"keypoint_flip_pairs names keypoint {max(a, b)}, but the instance "
+                                 f"has {len(out)} keypoints")
+            out[[a, b]] = out[[b, a]]
     return out

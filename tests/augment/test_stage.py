@@ -117,6 +117,34 @@ def test_polygons_and_keypoints_move_with_the_image():
     assert np.allclose(inst.keypoints[:, 0], [48.0, 31.0], atol=1e-4)
 
 
+@pytest.mark.parametrize("transform, mirrors", [
+    ({"name": "imgsynth.HorizontalFlip", "p": 1}, True),
+    ({"name": "HorizontalFlip", "p": 1}, True),  # albumentations: read from the moved box
+    ({"name": "imgsynth.Transpose", "p": 1}, True),
+    ({"name": "imgsynth.Rotate", "limit": [150, 150], "expand": True, "p": 1}, False),
+])
+def test_left_and_right_keypoints_trade_names_when_the_image_is_mirrored(transform, mirrors):
+    """A face: nose, left eye (image left), right eye. After a mirror the point named
+    'left eye' must again be the eye on the object's left, i.e. the other physical eye."""
+    keypoints = np.array([[20.0, 20.0, 2], [14.0, 12.0, 2], [26.0, 12.0, 2]])
+    sample = Sample(index=0, image=np.zeros((40, 60, 3), np.uint8), instances=[
+        Instance("face", (10.0, 5.0, 30.0, 30.0), keypoints=keypoints)])
+    plain = stage([transform]).apply(sample, np.random.default_rng(0)).instances[0].keypoints
+    paired = stage([transform], keypoint_flip_pairs=[[1, 2]]).apply(
+        sample, np.random.default_rng(0)).instances[0].keypoints
+    assert np.allclose(paired[0], plain[0])  # the nose has no partner
+    expected = plain[[0, 2, 1]] if mirrors else plain
+    assert np.allclose(paired, expected, atol=1e-4)
+
+
+def test_flip_pairs_naming_a_missing_keypoint_fail_the_sample():
+    sample = Sample(index=0, image=np.zeros((40, 60, 3), np.uint8), instances=[
+        Instance("face", (10.0, 5.0, 30.0, 30.0), keypoints=np.array([[20.0, 20.0, 2]]))])
+    with pytest.raises(ValueError, match="keypoint 3"):
+        stage([{"name": "imgsynth.HorizontalFlip", "p": 1}], keypoint_flip_pairs=[[0, 3]]).apply(
+            sample, np.random.default_rng(0))
+
+
 def test_same_seed_same_bytes_in_any_order_and_global_state_ignored():
     augment = stage([{"name": "Rotate", "limit": 40, "p": 0.8},
                      {"name": "RandomBrightnessContrast", "p": 0.8},
