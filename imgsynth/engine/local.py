@@ -92,7 +92,9 @@ def run_local(resolved: dict[str, Any], location: str, classes: list[str] | None
                 if failure is None:
                     submit_next()
         if isinstance(failure, BrokenProcessPool):
-            raise RunError("a worker process died (killed, or out of memory)",
+            raise RunError("a worker process died (killed, or out of memory; from a Python "
+                           "script: run_recipe called outside `if __name__ == \"__main__\":`, "
+                           "which worker processes re-run on start)",
                            fix="lower --workers if memory is short, then rerun with --resume")
         if failure is not None:
             raise failure
