@@ -142,11 +142,11 @@ def gpu_parts(resolved: dict[str, Any], cluster_gpus: float) -> int:
 def chunks_per_call(chunks: list[tuple[int, int, int]], workers: int) -> int:
     """Chunks handed to an actor per call. Ray Data costs ~10 ms per call, as much as a
     whole 8-sample chunk of fast samples (OCR lines), so small chunks go in groups: at most
-    1,024 samples per call and at least 8 calls per worker, for balance and cheap retries.
+    1,024 samples per call and at least 32 calls per worker, for balance and cheap retries.
     Files, chunk records and resume stay per chunk. A split run keeps one chunk per call:
     its calls carry the chunk's images through the object store."""
     samples = max(stop - start for _, start, stop in chunks)
-    return max(1, min(1024 // samples, len(chunks) // (8 * workers)))
+    return max(1, min(1024 // samples, len(chunks) // (32 * workers)))
 
 
 def root_cause(exc: BaseException) -> str:

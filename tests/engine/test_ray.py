@@ -167,24 +167,26 @@ stages:
 def test_small_chunks_go_to_actors_in_groups_with_the_same_files(case, tmp_path):
     """Ray Data costs ~10 ms per call: 1-sample chunks travel in groups of 3 here, and
     every chunk still gets its own records file, with the same bytes."""
-    root, _, _ = case
-    resolved = load_yaml(root / "local" / "recipe.yaml")
+    _, data, _ = case
+    recipe = write_recipe(tmp_path / "recipe.yaml", RECIPE.format(data=data).replace("copies: 4", "copies: 16"))
+    run_recipe(recipe, tmp_path / "local", workers=1, quiet=True)
+    resolved = load_yaml(tmp_path / "local" / "recipe.yaml")
     resolved.pop("imgsynth")
-    chunks = [(i, i, i + 1) for i in range(24)]
+    chunks = [(i, i, i + 1) for i in range(96)]
     assert chunks_per_call(chunks, workers=1) == 3
     done = []
     run_ray(resolved, str(tmp_path / "grouped"), None, chunks, 1, done.append)
-    assert sorted(r.chunk_id for r in done) == list(range(24))
+    assert sorted(r.chunk_id for r in done) == list(range(96))
     files = tree_hashes(tmp_path / "grouped")
-    assert sum(k.startswith(".imgsynth/chunks/") for k in files) == 24
-    local = tree_hashes(root / "local")
+    assert sum(k.startswith(".imgsynth/chunks/") for k in files) == 96
+    local = tree_hashes(tmp_path / "local")
     assert {k: v for k, v in files.items() if k.startswith("images/")} == \
         {k: v for k, v in local.items() if k.startswith("images/")}
 
 
 def test_chunks_per_call_bounds_samples_and_keeps_calls_per_worker():
-    assert chunks_per_call([(i, 8 * i, 8 * i + 8) for i in range(250)], workers=2) == 15
-    assert chunks_per_call([(i, 256 * i, 256 * i + 256) for i in range(4000)], workers=64) == 4
+    assert chunks_per_call([(i, 8 * i, 8 * i + 8) for i in range(250)], workers=2) == 3
+    assert chunks_per_call([(i, 256 * i, 256 * i + 256) for i in range(40000)], workers=64) == 4
     assert chunks_per_call([(0, 0, 8), (1, 8, 16)], workers=2) == 1
 
 
