@@ -83,7 +83,7 @@ def _fetch_fix(model: str) -> str:
     from huggingface_hub.constants import HF_HUB_CACHE
 
     local = f"models/{model.rstrip('/').split('/')[-1]}"
-    return (f"on a machine with internet run `hf download {model} --local-dir {local}` "
+    return (f"as a hub id: on a machine with internet run `hf download {model} --local-dir {local}` "
             f"(older huggingface_hub: `huggingface-cli download ...`), copy {local} here and set "
             f"model: {local}; or fill the hub cache ({HF_HUB_CACHE}, moved by HF_HOME/HF_HUB_CACHE) "
             "with `hf download " + model + "`; or set allow_download: true")
@@ -116,7 +116,9 @@ def resolve_model(model: str, revision: str | None, allow_download: bool, *, key
         raise MissingModelError(
             f"model '{model}': no such folder under {Path.cwd()}, and no hub repository of that "
             f"name in the local Hugging Face cache ({why}; {type(exc).__name__})", key=key,
-            fix=f"a folder: check the path; a hub id: {_fetch_fix(model)}") from None
+            fix=f"as a folder: put a diffusers checkpoint (the folder holding model_index.json) at "
+            f"{folder}, e.g. `hf download stable-diffusion-v1-5/stable-diffusion-v1-5 --local-dir {folder}` "
+            f"on a machine with internet; {_fetch_fix(model)}") from None
     if not (folder / "model_index.json").is_file():
         raise MissingModelError(f"hub model '{model}' has no model_index.json: not a diffusers pipeline",
                                 key=key, fix="use a diffusers-format repository")
@@ -301,9 +303,9 @@ class DiffusionSource:
     def __init__(self, config: DiffuseConfig):
         self.config = config
         self.batch_size = config.batch_size  # the engine groups indices by this (generate_batch)
+        self.model = load_model(config, key="source")  # a missing model fails before diffusers loads
         from diffusers import AutoPipelineForText2Image
 
-        self.model = load_model(config, key="source")
         # A pipeline object of its own (sharing the cached weights) holds this source's scheduler.
         self.pipe = AutoPipelineForText2Image.from_pipe(self.model.pipe)
         self.pipe.set_progress_bar_config(disable=True)
@@ -360,10 +362,10 @@ class Img2ImgStage:
     """A Stable Diffusion variation of each sample; the label carries over."""
 
     def __init__(self, config: Img2ImgConfig):
+        self.config = config
+        self.model = load_model(config, key="stages.diffuse_img2img")  # a missing model fails first
         from diffusers import AutoPipelineForImage2Image
 
-        self.config = config
-        self.model = load_model(config, key="stages.diffuse_img2img")
         # from_pipe shares the weights with a text-to-image source of the same model.
         self.pipe = AutoPipelineForImage2Image.from_pipe(self.model.pipe)
         self.pipe.set_progress_bar_config(disable=True)

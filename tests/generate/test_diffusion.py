@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -199,6 +202,21 @@ def test_missing_model_exits_2_with_the_fetch_command(tmp_path, tiny_sd_model):
         assert not (tmp_path / "out" / "images").exists()
     with pytest.raises(MissingModelError, match="not a diffusers pipeline"):
         _source(tiny_sd_model.parent)  # a folder without model_index.json
+
+
+def test_missing_model_fails_in_a_second_without_loading_diffusers(tmp_path):
+    """The shipped recipe before its model is placed: exit 2 and the fix, without diffusers' ~8 s import."""
+    recipe = Path(__file__).resolve().parents[2] / "recipes" / "diffusion.yaml"
+    code = ("import sys\nfrom imgsynth.cli import main\n"
+            f"sys.argv = ['imgsynth', 'run', {str(recipe)!r}, '--out', 'out', '--quiet']\n"
+            "try:\n    main()\nexcept SystemExit as exc:\n"
+            "    print('exit', exc.code, 'diffusers' in sys.modules, 'torch' in sys.modules)\n")
+    env = {**os.environ, "HF_HUB_CACHE": str(tmp_path / "hub"), "HF_HUB_OFFLINE": "1"}
+    done = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True)
+    assert done.stdout.strip() == "exit 2 False False", done.stdout + done.stderr
+    assert "source.model" in done.stderr and "model_index.json" in done.stderr
+    assert "--local-dir models/stable-diffusion-v1-5" in done.stderr
+    assert not (tmp_path / "out").exists()
 
 
 def test_bad_scheduler_name_exits_2(tmp_path, tiny_sd_model):
