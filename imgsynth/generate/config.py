@@ -47,6 +47,15 @@ class TrainDataConfig(BaseModel):
 
     @model_validator(mode="after")
     def _paths_for_kind(self) -> TrainDataConfig:
+        # A key the kind ignores would silently train on other data (e.g. the digits recipe
+        # with --set data.path=... still trains on digits).
+        users = {"path": ("folder", "imagefolder", "coco"), "annotations": ("coco",),
+                 "min_crop_size": ("coco",), "crop_padding": ("coco",)}
+        for name, kinds in users.items():
+            if self.kind not in kinds and getattr(self, name) != type(self).model_fields[name].default:
+                raise ValueError(f"data.{name} is used only with data.kind {' or '.join(kinds)}, and data.kind is "
+                                 f"'{self.kind}': remove data.{name} or set data.kind (imagefolder: "
+                                 "one sub-folder per class)")
         if self.kind != "digits" and not self.path:
             raise ValueError(f"data.kind '{self.kind}' needs data.path (the image folder)")
         if self.kind == "coco" and not self.annotations:

@@ -121,12 +121,21 @@ def test_existing_run_needs_resume_and_the_same_architecture(tmp_path):
     ("conditional=true", "conditional", "needs class labels"),
     ("lr_g=-1", "lr_g", "greater than 0"),
     ("ngff=3", "ngff", "Did you mean 'ngf'"),
+    ("data.annotations=instances.json", "data.annotations", "used only with data.kind coco"),
 ])
 def test_bad_recipe_values_name_the_key(tmp_path, override, key, text):
     recipe = tiny_recipe(tmp_path, "dcgan", data={"kind": "folder", "path": "imgs"})
     with pytest.raises(RecipeError) as err:
         load_train_recipe("dcgan", recipe, [override])
     assert key in str(err.value) and text in str(err.value)
+
+
+def test_a_path_on_the_digits_recipe_is_refused_not_ignored():
+    """`--set data.path=...` on the shipped digits recipe used to train on digits anyway."""
+    with pytest.raises(RecipeError) as err:
+        load_train_recipe("dcgan", ROOT / "recipes" / "dcgan.yaml", ["data.path=/data/my_classes"])
+    assert "data.path is used only with data.kind folder or imagefolder or coco" in str(err.value)
+    assert "'digits'" in str(err.value)
 
 
 def test_a_vae_recipe_given_to_train_dcgan_says_which_command(tmp_path):
