@@ -140,7 +140,7 @@ def _train(kind, recipe, out, resume, set_, quiet) -> None:
 
 @app.command()
 def sample(checkpoint: Path,
-           n: Annotated[int, typer.Option("--n", help="Images to sample.")] = 64,
+           n: Annotated[int, typer.Option("--n", "--count", help="Images to sample.")] = 64,
            out: Annotated[Path, typer.Option("--out", "-o")] = Path("out/samples"),
            class_name: Annotated[Optional[str], typer.Option("--class", help="Only this class (conditional models).")] = None,
            seed: int = 0,

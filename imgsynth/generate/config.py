@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
 from imgsynth.core.stage import BuildContext, StageConfig
 
@@ -46,9 +46,12 @@ class TrainDataConfig(BaseModel):
                               "choice), e.g. for a quick try.")
 
     @model_validator(mode="after")
-    def _paths_for_kind(self) -> TrainDataConfig:
+    def _paths_for_kind(self, info: ValidationInfo) -> TrainDataConfig:
         # A key the kind ignores would silently train on other data (e.g. the digits recipe
-        # with --set data.path=... still trains on digits).
+        # with --set data.path=... still trains on digits). A checkpoint's stored config is a
+        # record of what ran (context stored=True): sampling it needs no data.
+        if info.context and info.context.get("stored"):
+            return self
         users = {"path": ("folder", "imagefolder", "coco"), "annotations": ("coco",),
                  "min_crop_size": ("coco",), "crop_padding": ("coco",)}
         for name, kinds in users.items():

@@ -44,7 +44,7 @@ def load_sampler(path: str | Path, device: str = "cpu", use_ema: bool = True) ->
     path = Path(path)
     ckpt = load_checkpoint(path)
     kind = ckpt["kind"]
-    cfg = TRAIN_CONFIGS[kind].model_validate(ckpt["config"])
+    cfg = TRAIN_CONFIGS[kind].model_validate(ckpt["config"], context={"stored": True})
     names = [n for n in FAMILIES[kind].sampler_names if use_ema or n != "generator_ema"]
     name = next(n for n in names if n in ckpt["networks"])
     classes = list(ckpt["classes"])

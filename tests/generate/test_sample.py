@@ -41,6 +41,16 @@ def test_class_option_samples_only_that_class(conditional_dcgan, tmp_path):
     assert sorted(p.name for p in (tmp_path / "sevens/imagefolder").iterdir()) == ["7"]
 
 
+def test_a_checkpoint_whose_record_has_an_unused_data_key_still_samples(conditional_dcgan, tmp_path):
+    """Runs from before unused data keys were refused stored e.g. digits + data.path."""
+    ckpt = torch.load(conditional_dcgan, weights_only=True)
+    ckpt["config"]["data"] = {**ckpt["config"]["data"], "kind": "digits", "path": "/data/ignored"}
+    old = tmp_path / "old.pt"
+    torch.save(ckpt, old)
+    sample_command(old, 3, tmp_path / "out", seed=1, quiet=True)
+    assert [r["label"] for r in manifest(tmp_path / "out")] == ["0", "1", "2"]
+
+
 def test_each_image_is_reproduced_from_its_latent_seed(conditional_dcgan, tmp_path):
     sample_command(conditional_dcgan, 4, tmp_path / "out", seed=5, formats=[], quiet=True)
     sampler = load_sampler(conditional_dcgan)
@@ -119,3 +129,5 @@ def test_cli_exit_codes(conditional_dcgan, tmp_path):
                                "--out", str(tmp_path / "ok")])
     assert good.exit_code == 0, good.output
     assert [r["label"] for r in manifest(tmp_path / "ok")] == ["4"] * 3
+    same_as_run = runner.invoke(app, ["sample", str(conditional_dcgan), "--count", "2", "--out", str(tmp_path / "c")])
+    assert same_as_run.exit_code == 0 and len(manifest(tmp_path / "c")) == 2, same_as_run.output
