@@ -122,7 +122,7 @@ def speed(steps: int, rounds: int) -> None:
         cfg = DcganTrainConfig(data=TrainDataConfig(kind="digits", holdout_fraction=0.0),
                                resolution=64, channels=3, batch_size=64, device="cpu",
                                channels_last=channels_last, memorization_samples=0)
-        run = TrainingRun("dcgan", cfg, out / str(channels_last), Path("."), lambda _: None)
+        run = TrainingRun("dcgan", cfg, out / str(channels_last), lambda _: None)
         runs[channels_last] = run
     ref = ReferenceDcgan(runs[True].images)
 

@@ -36,7 +36,7 @@ def train_command(kind: str, recipe_path: str | Path, out: str | Path | None = N
     cfg = load_train_recipe(kind, recipe_path, overrides)
     out_dir = Path(out) if out is not None else Path("runs") / recipe_path.stem
     log = (lambda _: None) if quiet else (lambda msg: print(msg, file=sys.stderr, flush=True))
-    result = train(kind, cfg, out_dir, base_dir=recipe_path.parent, resume=resume, log=log)
+    result = train(kind, cfg, out_dir, resume=resume, log=log)
     log(f"trained to step {result.step}; checkpoints in {out_dir / 'checkpoints'}, grids in "
         f"{out_dir / 'grids'}; sample with: imgsynth sample {out_dir / 'checkpoints' / 'best.pt'} "
         f"--n 1000 --out DIR")

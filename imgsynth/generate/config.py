@@ -26,7 +26,7 @@ class TrainDataConfig(BaseModel):
         "under `path`, labeled by category; digits: scikit-learn's bundled 8x8 digits (1,797 "
         "images, classes 0-9), upscaled, available offline.")
     path: str | None = Field(None, description="Image folder (folder, imagefolder) or COCO image "
-                             "root (coco). Relative paths are relative to the recipe file.")
+                             "root (coco). Relative paths start from the current folder, as in run recipes.")
     annotations: str | None = Field(None, description="COCO instances JSON (coco only).")
     classes: list[str] | None = Field(
         None, description="Keep only these classes, in this id order. Default: all, sorted "

@@ -168,15 +168,16 @@ def _stack(images, labels, classes, files, resolution, channels) -> TrainingImag
 
 
 def load_training_images(cfg: TrainDataConfig, resolution: int, channels: int,
-                         base_dir: Path, seed: int) -> TrainingImages:
-    """Read, convert and fit every training image; apply data.limit with a seeded choice."""
+                         seed: int) -> TrainingImages:
+    """Read, convert and fit every training image; apply data.limit with a seeded choice.
+    Relative paths start from the current folder, as in `imgsynth run` recipes."""
     if cfg.kind == "digits":
         data = digits_images(resolution, channels, cfg.classes)
     elif cfg.kind == "coco":
-        data = coco_crops(cfg, base_dir / cfg.path, base_dir / cfg.annotations, resolution,
+        data = coco_crops(cfg, Path(cfg.path), Path(cfg.annotations), resolution,
                           channels)
     else:
-        root = base_dir / cfg.path
+        root = Path(cfg.path)
         if cfg.kind == "imagefolder":
             paths, labels, classes = imagefolder_files(root, cfg.classes)
         else:
@@ -187,7 +188,7 @@ def load_training_images(cfg: TrainDataConfig, resolution: int, channels: int,
         data = _stack(images, labels, classes, paths, resolution, channels)
     if len(data) == 0:
         raise InputError(f"no training images found for data.kind '{cfg.kind}'",
-                         file=str(base_dir / (cfg.path or "")),
+                         file=cfg.path or "digits",
                          fix="point data.path at a folder with .png/.jpg images")
     if cfg.limit is not None and cfg.limit < len(data):
         chosen = np.sort(np.random.default_rng(seed).choice(len(data), cfg.limit, replace=False))

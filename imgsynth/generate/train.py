@@ -212,12 +212,11 @@ def load_networks(networks: dict[str, torch.nn.Module], states: dict, path: Path
 class TrainingRun:
     """State of one training run in an output folder."""
 
-    def __init__(self, kind: str, cfg: TrainConfigBase, out_dir: Path, base_dir: Path,
-                 log: Callable[[str], None]):
+    def __init__(self, kind: str, cfg: TrainConfigBase, out_dir: Path, log: Callable[[str], None]):
         self.kind, self.cfg, self.out_dir, self.log = kind, cfg, out_dir, log
         self.device = pick_device(cfg.device)
         # 1. Data, loaded once; a seeded held-out split for FID / validation / memorization.
-        data = load_training_images(cfg.data, cfg.resolution, cfg.channels, base_dir, cfg.seed)
+        data = load_training_images(cfg.data, cfg.resolution, cfg.channels, cfg.seed)
         train_idx, hold_idx = split_holdout(len(data), cfg.data.holdout_fraction, cfg.seed)
         self.train_set: TrainingImages = data.subset(train_idx)
         self.holdout: TrainingImages = data.subset(hold_idx)
@@ -226,7 +225,7 @@ class TrainingRun:
             raise InputError(
                 f"only {len(self.train_set)} training images (of {len(data)}, after holding out "
                 f"{len(self.holdout)}) for batch_size {cfg.batch_size}",
-                file=str(base_dir / (cfg.data.path or "")),
+                file=cfg.data.path or "digits",
                 fix=f"add images, lower batch_size to {max(1, len(self.train_set))} or less, "
                     "or lower data.holdout_fraction")
         self.images = self._to_device(self.train_set.images)
@@ -463,15 +462,15 @@ class TrainingRun:
         return report
 
 
-def train(kind: str, cfg: TrainConfigBase, out_dir: str | Path, *, base_dir: str | Path = ".",
-          resume: bool = False, log: Callable[[str], None] = lambda _: None) -> TrainResult:
+def train(kind: str, cfg: TrainConfigBase, out_dir: str | Path, *, resume: bool = False,
+          log: Callable[[str], None] = lambda _: None) -> TrainResult:
     """Train (or resume) a `kind` model into out_dir: checkpoints/, grids/, metrics.jsonl,
     memorization.json and config.yaml (the resolved recipe)."""
     out_dir = Path(out_dir)
     if not resume and (out_dir / "checkpoints").exists():
         raise RecipeError("the output folder already holds a training run", file=str(out_dir),
                           fix="pass --resume to continue it, or choose a new --out folder")
-    run = TrainingRun(kind, cfg, out_dir, Path(base_dir), log)
+    run = TrainingRun(kind, cfg, out_dir, log)
     if resume:
         run.resume()
     out_dir.mkdir(parents=True, exist_ok=True)

@@ -24,10 +24,10 @@ def write_mixed_folder(root):
 
 def test_mixed_sizes_and_modes_are_converted_and_fitted(tmp_path):
     write_mixed_folder(tmp_path / "imgs")
-    rgb = load_training_images(TrainDataConfig(kind="folder", path="imgs"), 32, 3, tmp_path, 0)
+    rgb = load_training_images(TrainDataConfig(kind="folder", path=str(tmp_path / "imgs")), 32, 3, 0)
     assert rgb.images.shape == (4, 32, 32, 3) and rgb.images.dtype == np.uint8
     assert tuple(rgb.images[0, 16, 16]) == (200, 10, 10)  # colour survives the crop/resize
-    gray = load_training_images(TrainDataConfig(kind="folder", path="imgs"), 32, 1, tmp_path, 0)
+    gray = load_training_images(TrainDataConfig(kind="folder", path=str(tmp_path / "imgs")), 32, 1, 0)
     assert gray.images.shape == (4, 32, 32, 1)
     assert gray.images[2, 16, 16, 0] == 128 and gray.images[3, 16, 16, 0] == 255
 
@@ -35,8 +35,8 @@ def test_mixed_sizes_and_modes_are_converted_and_fitted(tmp_path):
 def test_fit_error_names_the_file_and_the_option(tmp_path):
     write_mixed_folder(tmp_path / "imgs")
     with pytest.raises(InputError) as err:
-        load_training_images(TrainDataConfig(kind="folder", path="imgs", fit="error"), 32, 3,
-                             tmp_path, 0)
+        load_training_images(TrainDataConfig(kind="folder", path=str(tmp_path / "imgs"), fit="error"),
+                             32, 3, 0)
     assert "a.png" in str(err.value) and "40x30" in str(err.value)
     assert "data.fit" in str(err.value)
 
@@ -54,24 +54,24 @@ def test_imagefolder_classes_become_labels(tmp_path):
         (tmp_path / "pets" / name).mkdir(parents=True)
         for k in range(2):
             Image.new("L", (32, 32), value + k).save(tmp_path / "pets" / name / f"{k}.png")
-    data = load_training_images(TrainDataConfig(kind="imagefolder", path="pets"), 32, 1,
-                                tmp_path, 0)
+    pets = str(tmp_path / "pets")
+    data = load_training_images(TrainDataConfig(kind="imagefolder", path=pets), 32, 1, 0)
     assert data.classes == ["cat", "dog"]
     assert data.labels.tolist() == [0, 0, 1, 1]
     assert data.images[:, 0, 0, 0].tolist() == [50, 51, 200, 201]
-    only_dog = load_training_images(TrainDataConfig(kind="imagefolder", path="pets",
-                                                    classes=["dog"]), 32, 1, tmp_path, 0)
+    only_dog = load_training_images(TrainDataConfig(kind="imagefolder", path=pets, classes=["dog"]),
+                                    32, 1, 0)
     assert only_dog.classes == ["dog"] and len(only_dog) == 2
     with pytest.raises(RecipeError, match="not found") as err:
-        load_training_images(TrainDataConfig(kind="imagefolder", path="pets", classes=["bird"]),
-                             32, 1, tmp_path, 0)
+        load_training_images(TrainDataConfig(kind="imagefolder", path=pets, classes=["bird"]), 32, 1, 0)
     assert err.value.key == "data.classes"
 
 
-def test_coco_crops_are_labeled_by_category(coco_dataset):
+def test_coco_crops_are_labeled_by_category(coco_dataset, monkeypatch):
+    monkeypatch.chdir(coco_dataset)  # relative paths start from the current folder
     cfg = TrainDataConfig(kind="coco", path="images", annotations="annotations.json",
                           min_crop_size=4)
-    data = load_training_images(cfg, 32, 3, coco_dataset, 0)
+    data = load_training_images(cfg, 32, 3, 0)
     # make_coco_dataset puts 1 + i % 3 objects on image i: 6 images -> 12 objects
     assert len(data) == 12 and data.images.shape[1:] == (32, 32, 3)
     assert data.classes == ["disk", "square"]
@@ -81,12 +81,12 @@ def test_coco_crops_are_labeled_by_category(coco_dataset):
 
 
 def test_digits_are_upscaled_with_their_classes():
-    data = load_training_images(TrainDataConfig(kind="digits"), 32, 1, None, 0)
+    data = load_training_images(TrainDataConfig(kind="digits"), 32, 1, 0)
     assert data.images.shape == (1797, 32, 32, 1)
     assert data.classes == [str(d) for d in range(10)]
     assert np.bincount(data.labels).min() > 170
     some = load_training_images(TrainDataConfig(kind="digits", classes=["3", "7"], limit=50),
-                                32, 3, None, 0)
+                                32, 3, 0)
     assert some.classes == ["3", "7"] and len(some) == 50 and some.images.shape[-1] == 3
 
 
@@ -97,9 +97,10 @@ def test_holdout_split_is_seeded_and_disjoint():
     assert split_holdout(100, 0.1, 8)[1].tolist() != hold.tolist()
 
 
-def test_too_few_images_for_the_batch_size(tmp_path):
+def test_too_few_images_for_the_batch_size(tmp_path, monkeypatch):
     write_mixed_folder(tmp_path / "imgs")
-    recipe = tiny_recipe(tmp_path, "dcgan", data={"kind": "folder", "path": "imgs"})
+    monkeypatch.chdir(tmp_path)  # data.path is relative to the current folder, not the recipe's
+    recipe = tiny_recipe(tmp_path / "recipes", "dcgan", data={"kind": "folder", "path": "imgs"})
     with pytest.raises(InputError) as err:
         train_command("dcgan", recipe, tmp_path / "run", quiet=True)
     assert "only 4 training images" in str(err.value) and "batch_size 16" in str(err.value)
