@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, ClassVar, Protocol
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict
@@ -62,6 +62,9 @@ class StageConfig(BaseModel):
     """
 
     model_config = ConfigDict(extra="forbid", validate_default=True)
+
+    # For sources: the PNG compression that suits their images (output.png_deflate: auto).
+    png_deflate: ClassVar[str] = "rle"
 
     def build(self, ctx: BuildContext) -> Any:  # pragma: no cover - abstract
         raise NotImplementedError

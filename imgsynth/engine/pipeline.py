@@ -62,12 +62,13 @@ class SampleWriter:
         files: dict[str, str] = {}
         hashes: dict[str, str] = {}
         ext = "jpg" if self.output.image_format == "jpg" else self.output.image_format
-        files["image"] = self._put(f"images/{stem}.{ext}",
-                                   encode_image(image, ext, self.output.quality), hashes)
+        files["image"] = self._put(
+            f"images/{stem}.{ext}",
+            encode_image(image, ext, self.output.quality, png_deflate=self.output.png_deflate), hashes)
         masks = [inst.mask for inst in sample.instances if inst.mask is not None]
         if self.output.masks and masks and len(masks) == len(sample.instances):
             id_map = instance_id_map(masks, image.shape[:2])
-            files["mask"] = self._put(f"masks/{stem}.png", encode_image(id_map, "png"), hashes)
+            files["mask"] = self._put(f"masks/{stem}.png", encode_image(id_map, "png", png_deflate="rle"), hashes)
         sample.image = image
         return record_from_sample(sample, files, hashes)
 

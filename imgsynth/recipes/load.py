@@ -167,7 +167,10 @@ def parse_recipe(data: dict[str, Any], *, file: str | None = None, prefix: str =
     source = _stage_config(recipe.source, SOURCES, f"{at}source", "source type", file)
     stages = [_stage_config(s, STAGES, f"{at}stages.{i}", "stage type", file)
               for i, s in enumerate(recipe.stages)]
-    return recipe.model_copy(update={"source": source, "stages": stages})
+    output = recipe.output
+    if output.png_deflate == "auto":
+        output = output.model_copy(update={"png_deflate": source.png_deflate})
+    return recipe.model_copy(update={"source": source, "stages": stages, "output": output})
 
 
 def load_recipe(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> Recipe:

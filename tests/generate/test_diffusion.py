@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import yaml
 from pydantic import ValidationError
 from typer.testing import CliRunner
 
@@ -125,7 +126,9 @@ def test_one_image_regenerates_from_its_manifest_entry_with_plain_diffusers(tmp_
                  width=record["width"], height=record["height"], output_type="np",
                  generator=torch.Generator(meta["generator_device"]).manual_seed(meta["seed"])).images[0]
     pixels = np.clip(np.round(image * 255.0), 0, 255).astype(np.uint8)
-    assert encode_image(pixels, "png") == (out / record["image"]).read_bytes()
+    assert np.array_equal(pixels, decode_image(out / record["image"]))
+    deflate = yaml.safe_load((out / "recipe.yaml").read_text())["output"]["png_deflate"]
+    assert encode_image(pixels, "png", png_deflate=deflate) == (out / record["image"]).read_bytes()
 
 
 def test_batches_keep_seeds_and_prompts_and_regenerate_byte_exact(tiny_sd_model):

@@ -8,7 +8,7 @@ import pytest
 from PIL import Image
 
 from imgsynth.core.errors import InputError
-from imgsynth.io.image import decode_image, image_size
+from imgsynth.io.image import decode_image, encode_image, image_size
 
 
 def test_grayscale_becomes_three_equal_channels(tmp_path):
@@ -76,3 +76,24 @@ def test_missing_file_names_the_file(tmp_path):
     with pytest.raises(InputError, match="not found") as err:
         decode_image(tmp_path / "nope.png")
     assert err.value.file.endswith("nope.png")
+
+
+@pytest.mark.parametrize("deflate", ["rle", "lz77"])
+def test_png_strategies_are_lossless_for_images_and_uint16_masks(deflate, tmp_path):
+    rng = np.random.default_rng(0)
+    rgb = rng.integers(0, 256, (37, 53, 3), dtype=np.uint8)
+    ids = np.zeros((37, 53), np.uint16)
+    ids[5:20, 7:30], ids[22:30, 1:50] = 1, 300
+    for array in (rgb, ids):
+        path = tmp_path / f"{array.dtype}.png"
+        path.write_bytes(encode_image(array, "png", png_deflate=deflate))
+        back = np.asarray(Image.open(path))
+        assert back.dtype == array.dtype and np.array_equal(back, array)
+
+
+def test_rle_makes_instance_maps_smaller():
+    ids = np.zeros((480, 640), np.uint16)
+    for k in range(1, 9):
+        ids[40 * k:40 * k + 35, 60 * k:60 * k + 50] = k
+    rle, lz77 = (len(encode_image(ids, "png", png_deflate=d)) for d in ("rle", "lz77"))
+    assert rle < lz77

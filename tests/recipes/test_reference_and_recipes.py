@@ -39,3 +39,13 @@ def test_shipped_recipe_validates(recipe, monkeypatch):
     parts, resolved = prepare(ROOT / "recipes" / recipe)
     assert parts and all(p.recipe.count >= 1 for p in parts)
     assert resolved
+
+
+@pytest.mark.parametrize("recipe, override, expected", [
+    ("compose.yaml", [], "rle"), ("ocr.yaml", [], "lz77"), ("compose.yaml", ["output.png_deflate=lz77"], "lz77")])
+def test_png_deflate_auto_is_resolved_from_the_source_and_saved(recipe, override, expected, monkeypatch):
+    """Rendered text lines compress far better with LZ77; photos and scenes encode ~2x faster with rle."""
+    monkeypatch.chdir(ROOT)
+    parts, resolved = prepare(ROOT / "recipes" / recipe, overrides=override)
+    assert parts[0].recipe.output.png_deflate == expected
+    assert resolved["output"]["png_deflate"] == expected

@@ -33,7 +33,7 @@ def write_semantic_masks(out_dir: Path, records: Records, classes: list[str], ou
         semantic, skipped = semantic_map(rec, ids)
         box_only += skipped
         path = Path(out_dir) / image_under(rec, "semantic", ".png")
-        atomic_write_bytes(path, encode_image(semantic, "png"))
+        atomic_write_bytes(path, encode_image(semantic, "png", png_deflate="rle"))
         written.append(path)
     if box_only:
         warnings.warn(f"semantic_masks: {box_only} box-only instance(s) have no mask and are not "
