@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import platform
 import time
 from collections import Counter
@@ -31,7 +32,7 @@ from imgsynth.engine.pipeline import CHUNK_DIR, ChunkResult, Pipeline, chunk_fil
 from imgsynth.engine.progress import Progress
 from imgsynth.io.atomic import atomic_writer
 from imgsynth.io.store import Store, open_store
-from imgsynth.io.writers import READS_SAMPLE_FILES
+from imgsynth.io.writers import PER_RECORD_FORMATS, READS_SAMPLE_FILES
 from imgsynth.io.writers.manifest import ManifestRecords
 from imgsynth.recipes.load import (apply_overrides, dump_yaml, load_yaml, parse_recipe,
                                    resolved_dict)
@@ -80,6 +81,9 @@ class Part:
 
 
 SHARED_KEYS = ("seed", "on_error", "workers", "engine")
+# Per-record label formats are written by --workers processes from this many records on
+# (about 3-7 ms per record for yolo_seg / semantic_masks; a pool starts in 1-2 s).
+PARALLEL_FINALIZE_MIN = 2000
 
 
 def prepare(recipe_path: str | Path, *, seed: int | None = None, count: int | None = None,
@@ -277,10 +281,19 @@ def finalize(recipe: Recipe, store: Store, n_chunks: int, classes: list[str] | N
                 store.remove(name)
         store.fetch(_sample_files_read_back(recipe, records), out_dir)
         classes = resolve_classes(classes, records)
+        workers = min(recipe.workers, os.cpu_count() or 1)
+        sliced = [fmt for fmt in recipe.output.formats if fmt in PER_RECORD_FORMATS] \
+            if workers > 1 and len(records) >= PARALLEL_FINALIZE_MIN else []
         for fmt in recipe.output.formats:
-            lookup(FORMATS, fmt, key="output.formats", what="label format")(
-                out_dir, records, classes, recipe.output)
-            summary.formats.append(fmt)
+            writer = lookup(FORMATS, fmt, key="output.formats", what="label format")
+            if fmt not in sliced:
+                writer(out_dir, records, classes, recipe.output)
+        if sliced:
+            from imgsynth.engine.local import write_formats_in_slices
+
+            write_formats_in_slices(sliced, out_dir, records.path, len(records), classes,
+                                    recipe.output, workers)
+        summary.formats.extend(recipe.output.formats)
         if recipe.output.preview and records:
             from imgsynth.preview import make_preview
 

@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterable
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 from imgsynth.core.errors import RunError
@@ -35,6 +36,35 @@ def _init_worker(resolved: dict[str, Any], location: str, classes: list[str] | N
 def _run_chunk(chunk_id: int, start: int, stop: int) -> ChunkResult:
     assert _PIPELINE is not None
     return _PIPELINE.run_chunk(chunk_id, range(start, stop))
+
+
+def _one_cv2_thread() -> None:
+    import cv2
+
+    cv2.setNumThreads(1)
+
+
+def _write_slice(fmt: str, out_dir: Path, manifest: Path, start: int, stop: int,
+                 classes: list[str], output: Any) -> None:
+    from imgsynth.core.registry import FORMATS, resolve
+    from imgsynth.io.writers.manifest import ManifestRecords
+
+    resolve(FORMATS[fmt])(out_dir, ManifestRecords(manifest, start, stop), classes, output)
+
+
+def write_formats_in_slices(formats: list[str], out_dir: Path, manifest: Path, count: int,
+                            classes: list[str], output: Any, workers: int) -> None:
+    """Per-record label formats (imgsynth.io.writers.PER_RECORD_FORMATS) written by
+    `workers` processes, each over a contiguous slice of the manifest's records."""
+    step = max(1, -(-count // (4 * workers)))  # 4 slices per worker keep them all busy
+    with _single_threaded_children(), ProcessPoolExecutor(
+            max_workers=workers, mp_context=multiprocessing.get_context("spawn"),
+            initializer=_one_cv2_thread) as pool:
+        futures = [pool.submit(_write_slice, fmt, out_dir, manifest, start,
+                               min(count, start + step), classes, output)
+                   for fmt in formats for start in range(0, count, step)]
+        for future in futures:
+            future.result()  # the first writer error (e.g. an undeclared class) is raised here
 
 
 @contextmanager

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from imgsynth.core.errors import RecipeError
 from imgsynth.run import run_recipe
 from tests.conftest import make_coco_dataset, tree_hashes, write_recipe
 
@@ -154,3 +155,28 @@ parts:
     with pytest.raises(RecipeError, match=r"parts\.first\.source\.copiez: unknown key\. Did you mean 'copies'"):
         run_recipe(recipe, tmp_path / "o", quiet=True)
     assert not (tmp_path / "o").exists()
+
+
+def test_big_runs_write_per_record_label_formats_in_worker_processes(tmp_path, coco_dataset, monkeypatch):
+    """yolo, yolo_seg, voc and semantic_masks are written over slices of the manifest by
+    --workers processes once a run is big enough: the files equal a one-process pass."""
+    import imgsynth.engine.local as local
+    import imgsynth.run as run
+
+    text = RECIPE.format(data=coco_dataset, copies=3).replace(
+        "formats: [coco, yolo]", "formats: [coco, yolo, yolo_seg, voc, semantic_masks]")
+    recipe = write_recipe(tmp_path / "recipe.yaml", text)
+    run_recipe(recipe, tmp_path / "w1", workers=1, quiet=True)
+    sliced_calls = []
+    write = local.write_formats_in_slices
+    monkeypatch.setattr(local, "write_formats_in_slices",
+                        lambda formats, *args: sliced_calls.append(formats) or write(formats, *args))
+    monkeypatch.setattr(run, "PARALLEL_FINALIZE_MIN", 5)
+    run_recipe(recipe, tmp_path / "w2", workers=2, quiet=True)
+    assert sliced_calls == [["yolo", "yolo_seg", "voc", "semantic_masks"]]
+    h1, h2 = tree_hashes(tmp_path / "w1"), tree_hashes(tmp_path / "w2")
+    assert any(k.startswith("yolo_seg/labels/") for k in h1) and any(k.startswith("semantic/") for k in h1)
+    assert h1 == h2
+    too_many = "[disk,square," + ",".join(f"c{i}" for i in range(254)) + "]"
+    with pytest.raises(RecipeError, match="do not fit a uint8 map"):  # raised in a worker, reported here
+        run_recipe(recipe, tmp_path / "w3", workers=2, quiet=True, overrides=[f"output.classes={too_many}"])

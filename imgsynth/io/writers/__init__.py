@@ -26,6 +26,11 @@ from imgsynth.io.readers.base import LabelWarning
 # (imgsynth.io.store); the other formats need only the manifest records.
 READS_SAMPLE_FILES = frozenset({"imagefolder", "yolo_seg", "lmdb", "webdataset"})
 
+# Formats whose files for a set of records are the files for each record plus files made
+# from the class list alone: finalize may write them in parallel over slices of the
+# manifest (tests check that slices give the same bytes as one pass).
+PER_RECORD_FORMATS = frozenset({"yolo", "yolo_seg", "voc", "semantic_masks"})
+
 Records = Collection[dict]  # a list, or ManifestRecords
 
 

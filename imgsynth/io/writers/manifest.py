@@ -10,6 +10,7 @@ area), "segmentation" (COCO compressed RLE of the mask, or null), "polygons" (fl
 
 from __future__ import annotations
 
+import itertools
 import json
 from collections.abc import Iterator
 from pathlib import Path
@@ -88,15 +89,18 @@ class ManifestRecords:
     (a million compose records take several GB as Python objects). Sized and re-iterable,
     so the label writers take it where they take a list."""
 
-    def __init__(self, path: str | Path):
+    def __init__(self, path: str | Path, start: int = 0, stop: int | None = None):
+        """Records start..stop-1 (counting records, not lines) or all of them."""
         self.path = Path(path)
+        self.start, self.stop = start, stop
         self._count: int | None = None
 
     def _lines(self) -> Iterator[tuple[int, str]]:
         try:
             # newline="\n": a line ends only at \n (texts may hold U+2028, which JSON keeps raw)
             with open(self.path, encoding="utf-8", newline="\n") as fh:
-                yield from ((n, line) for n, line in enumerate(fh, start=1) if line.strip())
+                numbered = ((n, line) for n, line in enumerate(fh, start=1) if line.strip())
+                yield from itertools.islice(numbered, self.start, self.stop)
         except FileNotFoundError:
             raise InputError("manifest not found", file=str(self.path),
                              fix="give an imgsynth output folder (it holds manifest.jsonl)") from None
