@@ -15,6 +15,7 @@ import json
 import math
 import os
 import platform
+import shutil
 import time
 from collections import Counter
 from collections.abc import Iterable, Iterator
@@ -28,6 +29,7 @@ import yaml
 from imgsynth import __version__
 from imgsynth.core.errors import RecipeError
 from imgsynth.core.registry import FORMATS, lookup
+from imgsynth.core.stage import SHARED_DIR
 from imgsynth.engine.pipeline import CHUNK_DIR, ChunkResult, Pipeline, chunk_file
 from imgsynth.engine.progress import Progress
 from imgsynth.io.atomic import atomic_writer
@@ -198,6 +200,10 @@ def _run_part(part: Part, classes: list[str] | None, pipeline: Pipeline, store: 
     def on_done(result: ChunkResult) -> None:
         progress.advance(result.written + result.skipped + result.failed)
 
+    shared = todo and (recipe.workers > 1 or recipe.engine == "ray") and store.local_path is not None
+    if shared:  # e.g. a parsed dataset, so that workers need not parse it again
+        for config in (recipe.source, *recipe.stages):
+            config.share(store.local_path)
     try:
         if recipe.engine == "ray":
             from imgsynth.engine.ray import run_ray
@@ -213,6 +219,8 @@ def _run_part(part: Part, classes: list[str] | None, pipeline: Pipeline, store: 
     finally:
         progress.close()
     summary.count += total
+    if store.local_path is not None:  # also what a killed run shared
+        shutil.rmtree(store.local_path / SHARED_DIR, ignore_errors=True)
     finalize(recipe, store, len(chunks), classes, summary)
 
 

@@ -10,7 +10,7 @@ import json
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, model_validator
 
 from imgsynth.core.stage import BuildContext, StageConfig
 
@@ -208,6 +208,8 @@ class CopyPasteConfig(StageConfig):
     min_visible_fraction: float = Field(0.05, ge=0, le=1, description="Instances (old or pasted) showing less than this fraction leave the labels.")
     min_area: int = Field(10, ge=1, description="Instances with fewer visible pixels leave the labels.")
 
+    _opened: Any = PrivateAttr(default=None)
+
     @model_validator(mode="after")
     def _check(self) -> CopyPasteConfig:
         _check_range(self.pastes, "pastes")
@@ -227,5 +229,19 @@ class CopyPasteConfig(StageConfig):
 
     def build(self, ctx: BuildContext) -> Any:
         from imgsynth.compose.stage import CopyPasteSource
+        from imgsynth.io.readers.index import shared_or_parsed
 
-        return CopyPasteSource(self, ctx)
+        return CopyPasteSource(self, shared_or_parsed(ctx, self.dataset, self.format, self._parsed))
+
+    def share(self, out_dir: Path) -> None:
+        from imgsynth.io.readers.index import share_dataset
+
+        share_dataset(out_dir, self.dataset, self.format, self._parsed())
+
+    def _parsed(self):
+        """The dataset, read once per process."""
+        if self._opened is None:
+            from imgsynth.io.readers import read_dataset
+
+            self._opened = read_dataset(self.dataset, format=self.format)
+        return self._opened

@@ -337,11 +337,9 @@ class CopyPasteSource:
     """Copy-paste augmentation: instances of another image of the dataset pasted with
     large-scale jitter; the target's own annotations lose the pixels that get covered."""
 
-    def __init__(self, cfg: CopyPasteConfig, ctx: BuildContext):
-        from imgsynth.io.readers import read_dataset
-
+    def __init__(self, cfg: CopyPasteConfig, dataset):
         self.cfg = cfg
-        self.dataset = read_dataset(cfg.dataset, format=cfg.format)
+        self.dataset = dataset
         if len(self.dataset) < 2:
             raise InputError("copy_paste needs at least 2 images", file=cfg.dataset, key="source.dataset")
         self.classes = list(self.dataset.classes)

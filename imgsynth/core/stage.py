@@ -33,6 +33,11 @@ class SkipSample(Exception):
         return SkipSample, (self.reason, self.detail)
 
 
+# Where a run's driver puts what its workers read instead of redoing (StageConfig.share);
+# removed when the samples are done.
+SHARED_DIR = ".imgsynth/shared"
+
+
 @dataclass
 class BuildContext:
     """What a stage may know about the run when it is built (once per worker)."""
@@ -41,6 +46,8 @@ class BuildContext:
     out_dir: Path | None = None
     classes: list[str] | None = None
     options: dict[str, Any] = field(default_factory=dict)
+    # Built in a worker process of a run: what the driver shared (StageConfig.share) is there.
+    in_worker: bool = False
 
 
 class Source(Protocol):
@@ -68,6 +75,10 @@ class StageConfig(BaseModel):
 
     def build(self, ctx: BuildContext) -> Any:  # pragma: no cover - abstract
         raise NotImplementedError
+
+    def share(self, out_dir: Path) -> None:
+        """Write under out_dir/SHARED_DIR what worker processes should read instead of
+        redoing (the driver calls this before they start, after every part is built)."""
 
     def classes(self) -> list[str] | None:
         """Class names this config declares (fixes label ids), or None."""

@@ -122,10 +122,11 @@ class Pipeline:
     up to the last GPU stage on GPU actors and the rest on CPU workers)."""
 
     def __init__(self, recipe: Recipe, store: Store, classes: list[str] | None = None,
-                 parts: range | None = None):
+                 parts: range | None = None, in_worker: bool = False):
         self.recipe = recipe
         self.store = store
-        ctx = BuildContext(seed=recipe.seed, out_dir=store.local_path, classes=classes)
+        ctx = BuildContext(seed=recipe.seed, out_dir=store.local_path, classes=classes,
+                           in_worker=in_worker)
         parts = range(len(recipe.stages) + 1) if parts is None else parts
         self.source_name, names = stage_names(recipe)
         self.source = recipe.source.build(ctx) if 0 in parts else None
@@ -137,7 +138,7 @@ class Pipeline:
     def from_resolved(cls, resolved: dict[str, Any], location: str, classes: list[str] | None,
                       parts: range | None = None):
         """In a worker: `location` is the store's path or URL (a store is reopened, not pickled)."""
-        return cls(parse_recipe(resolved), open_store(location), classes, parts)
+        return cls(parse_recipe(resolved), open_store(location), classes, parts, in_worker=True)
 
     def generated(self, indices: range):
         """(index, Sample or the exception that replaced it) from the source, in order.

@@ -72,7 +72,17 @@ class DatasetSourceConfig(StageConfig):
         return self.copies + int(self.include_originals)
 
     def build(self, ctx: BuildContext) -> DatasetSource:
-        return DatasetSource(self.dataset(), self.per_image, self.include_originals)
+        from imgsynth.io.readers.index import shared_or_parsed
+
+        dataset = shared_or_parsed(ctx, self.path, self.format, self.dataset)
+        return DatasetSource(dataset, self.per_image, self.include_originals)
+
+    def share(self, out_dir: Path) -> None:
+        """Workers read the parsed dataset entry by entry instead of each parsing every
+        label file again (imgsynth.io.readers.index)."""
+        from imgsynth.io.readers.index import share_dataset
+
+        share_dataset(out_dir, self.path, self.format, self.dataset())
 
 
 class DatasetSource:

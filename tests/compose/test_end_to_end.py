@@ -136,3 +136,6 @@ output:
         x1, y1, x2, y2 = tight_bbox(mask)
         assert ann["bbox"] == [x1, y1, x2 - x1, y2 - y1] and ann["area"] == int(mask.sum()) > 0
     assert _ap(tmp_path / "out" / "annotations.json", "segm") == 1.0
+    # Two workers read the driver's parsed dataset (.imgsynth/shared) and write the same files.
+    run_recipe(recipe, tmp_path / "two", workers=2, quiet=True)
+    assert tree_hashes(tmp_path / "out") == tree_hashes(tmp_path / "two")

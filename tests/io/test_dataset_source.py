@@ -72,3 +72,41 @@ def test_read_manifest_names_a_broken_line(tmp_path):
     assert err.value.file == str(path)
     path.write_text(json.dumps({"id": 1}) + "\n\n")
     assert read_manifest(path) == [{"id": 1}]
+
+
+def _same_sample(a, b):
+    assert np.array_equal(a.image, b.image) and a.label == b.label and a.source_files == b.source_files
+    assert len(a.instances) == len(b.instances)
+    for x, y in zip(a.instances, b.instances):
+        assert (x.class_name, x.bbox_xyxy, x.truncated, x.occluded, x.difficult, x.iscrowd) == \
+               (y.class_name, y.bbox_xyxy, y.truncated, y.occluded, y.difficult, y.iscrowd)
+        assert (x.mask is None) == (y.mask is None) and (x.mask is None or np.array_equal(x.mask, y.mask))
+        assert [p.tolist() for p in x.polygons or []] == [p.tolist() for p in y.polygons or []]
+
+
+@pytest.mark.parametrize("fmt", ["coco", "yolo", "voc", "imagefolder"])
+def test_workers_read_the_drivers_index_and_load_the_same_samples(tmp_path, written, classes, fmt):
+    """A run's driver shares the parsed dataset; its workers open that index instead of
+    parsing every label file (masks as RLE, polygons, normalized YOLO, class labels)."""
+    from imgsynth.core.registry import FORMATS
+    from imgsynth.io.readers.index import IndexedEntries
+
+    out, records, _ = written
+    resolve(FORMATS[fmt])(out, records, classes, OutputConfig(formats=[fmt]))
+    path = out / "imagefolder" if fmt == "imagefolder" else out
+    config = DatasetSourceConfig(type="dataset", path=path, format=fmt, copies=2)
+    config.share(tmp_path / "run")
+    parsed = config.build(BuildContext(seed=0)).dataset
+    worker_config = DatasetSourceConfig(type="dataset", path=path, format=fmt, copies=2)
+    opened = worker_config.build(BuildContext(seed=0, out_dir=tmp_path / "run", in_worker=True)).dataset
+    assert isinstance(opened.entries, IndexedEntries) and worker_config._dataset is None  # not parsed
+    assert (opened.format, opened.classes, opened.issues) == (parsed.format, parsed.classes, parsed.issues)
+    assert len(opened) == len(parsed) == 3
+    for i in range(len(parsed)):
+        _same_sample(parsed.load(i), opened.load(i))
+
+
+def test_a_worker_without_the_index_parses_the_dataset(tmp_path):
+    config = DatasetSourceConfig(type="dataset", path=SHAPES)
+    source = config.build(BuildContext(seed=0, out_dir=tmp_path, in_worker=True))
+    assert isinstance(source.dataset.entries, list) and len(source) == 12
