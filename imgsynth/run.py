@@ -200,7 +200,7 @@ def _run_part(part: Part, classes: list[str] | None, pipeline: Pipeline, store: 
     def on_done(result: ChunkResult) -> None:
         progress.advance(result.written + result.skipped + result.failed)
 
-    shared = todo and (recipe.workers > 1 or recipe.engine == "ray") and store.local_path is not None
+    shared = bool(todo) and (recipe.workers > 1 or recipe.engine == "ray") and store.local_path is not None
     if shared:  # e.g. a parsed dataset, so that workers need not parse it again
         for config in (recipe.source, *recipe.stages):
             config.share(store.local_path)
