@@ -5,8 +5,12 @@ any num_workers and worker order, differ between epochs (`set_epoch`), and need 
 worker_init_fn. OpenCV is set to one thread in each DataLoader worker (workers are
 the parallelism; cv2's own threads would oversubscribe the CPU).
 
-Targets are torchvision-style dicts: boxes (N, 4) float xyxy absolute, labels (N,)
-int64, masks (N, H, W) uint8 (optional).
+Images: HxW(xC) uint8 or float32 (0..1) numpy arrays, CxHxW uint8 or float tensors
+(also torchvision's tv_tensors.Image) and PIL images (any mode; palette, CMYK and 16-bit
+ones are converted as `decode_image` does); each comes back as the same kind. Targets are
+torchvision-style dicts: boxes (N, 4) xyxy absolute, labels (N,) int64, masks (N, H, W)
+(optional). Boxes given as tv_tensors.BoundingBoxes in XYWH or CXCYWH come back in their
+own format with the new canvas size; masks given as tv_tensors.Mask come back as Masks.
 """
 
 from __future__ import annotations
@@ -69,24 +73,79 @@ class RecipeTransform:
 
     def __call__(self, image, target: dict | None = None, *, index: int, epoch: int = 0):
         _one_cv2_thread_per_worker()
-        was_tensor = isinstance(image, torch.Tensor)
-        array = image.permute(1, 2, 0).numpy() if was_tensor else np.asarray(image)
-        if array.ndim == 2:
-            array = array[:, :, None]
-        sample = Sample(index=int(index), image=np.ascontiguousarray(array),
+        sample = Sample(index=int(index), image=_as_array(image),
                         instances=_instances_from_target(target))
         out = self.stage.apply(sample, self.rng(index, epoch))
-        result = torch.from_numpy(np.ascontiguousarray(out.image)).permute(2, 0, 1) if was_tensor \
-            else out.image
+        result = _like(image, out.image)
         if target is None:
             return result
         return result, _target_from_instances(out.instances, target, *out.image.shape[:2])
 
 
+def _as_array(image) -> np.ndarray:
+    """HxWxC uint8 or float32 numpy array of any supported image kind (see the module doc)."""
+    if _is_pil(image):
+        from imgsynth.io.image import pil_to_array
+
+        gray = image.mode in ("1", "L", "LA", "I", "I;16", "I;16B", "I;16L", "I;16N", "F")
+        return pil_to_array(image, "L" if gray else "RGB").reshape(image.height, image.width, -1)
+    if isinstance(image, torch.Tensor):
+        if image.ndim != 3:
+            raise ValueError(f"a tensor image must be CxHxW, got shape {tuple(image.shape)}")
+        array = image.detach().cpu().permute(1, 2, 0).numpy()
+    else:
+        array = np.asarray(image)
+    if array.ndim == 2:
+        array = array[:, :, None]
+    if array.dtype == np.float64:
+        array = array.astype(np.float32)
+    if array.ndim != 3 or array.dtype not in (np.uint8, np.float32):
+        raise ValueError(f"images must be uint8 (0..255) or float32 (0..1), HxW(xC) arrays or "
+                         f"CxHxW tensors; got {array.dtype} with shape {array.shape} (scale 16-bit "
+                         "data to 8 bits first, or pass a PIL image, which is converted)")
+    return np.ascontiguousarray(array)
+
+
+def _like(original, array: np.ndarray):
+    """The augmented HxWxC array as the kind of image that came in."""
+    if _is_pil(original):
+        from PIL import Image
+
+        return Image.fromarray(array[:, :, 0] if array.shape[2] == 1 else array)
+    if isinstance(original, torch.Tensor):
+        result = torch.from_numpy(np.ascontiguousarray(array)).permute(2, 0, 1).to(original.device)
+        if type(original) is not torch.Tensor:  # e.g. tv_tensors.Image
+            from torchvision import tv_tensors
+
+            result = tv_tensors.wrap(result, like=original)
+        return result
+    return array
+
+
+def _is_pil(image) -> bool:
+    return type(image).__module__.startswith("PIL.")
+
+
+def _box_format(boxes) -> str:
+    """xyxy, xywh or cxcywh: the format of tv_tensors.BoundingBoxes, xyxy for plain tensors."""
+    fmt = getattr(boxes, "format", None)
+    name = getattr(fmt, "name", "XYXY").lower()
+    if name not in ("xyxy", "xywh", "cxcywh"):
+        raise ValueError(f"boxes in format {name}: rotated boxes are not supported; give "
+                         "axis-aligned XYXY, XYWH or CXCYWH boxes")
+    return name
+
+
 def _instances_from_target(target: dict | None) -> list[Instance]:
     if not target:
         return []
-    boxes = torch.as_tensor(target.get("boxes", torch.zeros(0, 4))).reshape(-1, 4).double().numpy()
+    raw = target.get("boxes", torch.zeros(0, 4))
+    boxes = torch.as_tensor(raw).as_subclass(torch.Tensor).reshape(-1, 4).double()
+    if _box_format(raw) != "xyxy":
+        from torchvision.ops import box_convert
+
+        boxes = box_convert(boxes, _box_format(raw), "xyxy")
+    boxes = boxes.numpy()
     labels = torch.as_tensor(target.get("labels", torch.zeros(len(boxes)))).reshape(-1).tolist()
     masks = target.get("masks")
     instances = []
@@ -99,12 +158,25 @@ def _instances_from_target(target: dict | None) -> list[Instance]:
 
 def _target_from_instances(instances: list[Instance], target: dict, height: int, width: int) -> dict:
     out = {k: v for k, v in target.items() if k not in ("boxes", "labels", "masks")}
-    out["boxes"] = torch.tensor([inst.bbox_xyxy for inst in instances],
-                                dtype=torch.float32).reshape(-1, 4)
+    boxes = torch.tensor([inst.bbox_xyxy for inst in instances], dtype=torch.float32).reshape(-1, 4)
+    given = target.get("boxes")
+    if given is not None and hasattr(given, "format"):  # tv_tensors.BoundingBoxes
+        from torchvision import tv_tensors
+        from torchvision.ops import box_convert
+
+        fmt = _box_format(given)
+        boxes = tv_tensors.BoundingBoxes(box_convert(boxes, "xyxy", fmt) if fmt != "xyxy" else boxes,
+                                         format=given.format, canvas_size=(height, width))
+    out["boxes"] = boxes
     out["labels"] = torch.tensor([int(inst.class_name) for inst in instances], dtype=torch.int64)
     if "masks" in target:
-        out["masks"] = (torch.from_numpy(np.stack([inst.mask for inst in instances]).astype(np.uint8))
-                        if instances else torch.zeros((0, height, width), dtype=torch.uint8))
+        masks = (torch.from_numpy(np.stack([inst.mask for inst in instances]).astype(np.uint8))
+                 if instances else torch.zeros((0, height, width), dtype=torch.uint8))
+        if type(target["masks"]).__name__ == "Mask":  # tv_tensors.Mask
+            from torchvision import tv_tensors
+
+            masks = tv_tensors.Mask(masks)
+        out["masks"] = masks
     return out
 
 

@@ -45,7 +45,7 @@ def decode_image(path: str | os.PathLike, *, mode: str = "RGB", data: bytes | No
         with Image.open(io.BytesIO(data)) as img:
             img.load()
             img = ImageOps.exif_transpose(img)
-            return _to_array(img, mode)
+            return pil_to_array(img, mode)
     except UnidentifiedImageError:
         raise InputError("not a readable image (corrupt or unknown format)", file=str(path),
                          fix="re-export the image as PNG or JPEG, or remove it") from None
@@ -54,7 +54,9 @@ def decode_image(path: str | os.PathLike, *, mode: str = "RGB", data: bytes | No
                          fix="re-export the image or remove it") from None
 
 
-def _to_array(img, mode: str) -> np.ndarray:
+def pil_to_array(img, mode: str = "RGB") -> np.ndarray:
+    """A PIL image (any mode: palette, CMYK, 16-bit, gray, alpha) as uint8 in `mode`
+    (RGB, RGBA or L), with the conversions decode_image documents."""
     from PIL import Image
 
     if img.mode in ("I;16", "I;16B", "I;16L", "I", "I;16N"):

@@ -110,3 +110,42 @@ def test_batched_rotation_boxes_match_rotated_masks():
         ys, xs = torch.nonzero(m[0], as_tuple=True)
         assert b[0].tolist() == [xs.min().item(), ys.min().item(), xs.max().item() + 1, ys.max().item() + 1]
     assert len({m.numpy().tobytes() for m in out_masks}) == 4  # one angle per sample
+
+
+FLIP = [{"name": "imgsynth.HorizontalFlip", "p": 1.0}]
+
+
+def test_pil_images_of_any_mode_come_back_as_pil_with_their_colours():
+    from PIL import Image
+
+    index = np.zeros((4, 6), np.uint8)
+    index[:, :2] = 1  # left third in palette colour 1
+    palette = Image.fromarray(index, "P")
+    palette.putpalette([0, 0, 0, 200, 10, 10] + [0] * 762)
+    out = RecipeTransform(FLIP)(palette, index=0)
+    assert isinstance(out, Image.Image) and out.mode == "RGB"
+    assert np.asarray(out)[0, -1].tolist() == [200, 10, 10] and np.asarray(out)[0, 0].tolist() == [0, 0, 0]
+    deep = Image.fromarray(np.full((4, 6), 65535, np.uint16))  # 16-bit gray: scaled, not wrapped
+    gray = RecipeTransform(FLIP)(deep, index=0)
+    assert gray.mode == "L" and np.asarray(gray).min() == 255
+
+
+@pytest.mark.parametrize("fmt", ["XYWH", "CXCYWH"])
+def test_torchvision_bounding_boxes_keep_their_format_and_get_the_new_canvas(fmt):
+    from torchvision import tv_tensors
+    from torchvision.ops import box_convert
+
+    xyxy = torch.tensor([[2.0, 4.0, 12.0, 10.0]])
+    boxes = tv_tensors.BoundingBoxes(box_convert(xyxy, "xyxy", fmt.lower()), format=fmt, canvas_size=(16, 20))
+    image = tv_tensors.Image(torch.zeros(3, 16, 20, dtype=torch.uint8))
+    out_image, target = RecipeTransform(FLIP)(image, {"boxes": boxes, "labels": torch.tensor([1])}, index=0)
+    assert isinstance(out_image, tv_tensors.Image)
+    out = target["boxes"]
+    assert isinstance(out, tv_tensors.BoundingBoxes) and out.format == boxes.format
+    assert out.canvas_size == (16, 20)
+    assert box_convert(out.as_subclass(torch.Tensor), fmt.lower(), "xyxy").tolist() == [[8.0, 4.0, 18.0, 10.0]]
+
+
+def test_unsupported_image_dtypes_are_refused_with_the_fix():
+    with pytest.raises(ValueError, match="uint16.*scale 16-bit data to 8 bits"):
+        RecipeTransform(FLIP)(np.zeros((4, 4, 3), np.uint16), index=0)
