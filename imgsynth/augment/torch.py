@@ -136,16 +136,34 @@ def _box_format(boxes) -> str:
     return name
 
 
+def _xyxy(boxes) -> torch.Tensor:
+    """(N, 4) plain xyxy tensor of a tensor or tv_tensors.BoundingBoxes."""
+    fmt = _box_format(boxes)
+    plain = torch.as_tensor(boxes).as_subclass(torch.Tensor).reshape(-1, 4)
+    if fmt == "xyxy":
+        return plain.clone()
+    from torchvision.ops import box_convert
+
+    return box_convert(plain, fmt, "xyxy")
+
+
+def _boxes_like(given, xyxy: torch.Tensor, height: int, width: int):
+    """xyxy boxes in the form they were given: tv_tensors.BoundingBoxes keep their format
+    and get the new canvas size; plain tensors stay xyxy."""
+    if not hasattr(given, "format"):
+        return xyxy
+    from torchvision import tv_tensors
+    from torchvision.ops import box_convert
+
+    fmt = _box_format(given)
+    return tv_tensors.BoundingBoxes(box_convert(xyxy, "xyxy", fmt) if fmt != "xyxy" else xyxy,
+                                    format=given.format, canvas_size=(height, width))
+
+
 def _instances_from_target(target: dict | None) -> list[Instance]:
     if not target:
         return []
-    raw = target.get("boxes", torch.zeros(0, 4))
-    boxes = torch.as_tensor(raw).as_subclass(torch.Tensor).reshape(-1, 4).double()
-    if _box_format(raw) != "xyxy":
-        from torchvision.ops import box_convert
-
-        boxes = box_convert(boxes, _box_format(raw), "xyxy")
-    boxes = boxes.numpy()
+    boxes = _xyxy(target.get("boxes", torch.zeros(0, 4))).double().numpy()
     labels = torch.as_tensor(target.get("labels", torch.zeros(len(boxes)))).reshape(-1).tolist()
     masks = target.get("masks")
     instances = []
@@ -159,15 +177,7 @@ def _instances_from_target(target: dict | None) -> list[Instance]:
 def _target_from_instances(instances: list[Instance], target: dict, height: int, width: int) -> dict:
     out = {k: v for k, v in target.items() if k not in ("boxes", "labels", "masks")}
     boxes = torch.tensor([inst.bbox_xyxy for inst in instances], dtype=torch.float32).reshape(-1, 4)
-    given = target.get("boxes")
-    if given is not None and hasattr(given, "format"):  # tv_tensors.BoundingBoxes
-        from torchvision import tv_tensors
-        from torchvision.ops import box_convert
-
-        fmt = _box_format(given)
-        boxes = tv_tensors.BoundingBoxes(box_convert(boxes, "xyxy", fmt) if fmt != "xyxy" else boxes,
-                                         format=given.format, canvas_size=(height, width))
-    out["boxes"] = boxes
+    out["boxes"] = _boxes_like(target.get("boxes"), boxes, height, width)
     out["labels"] = torch.tensor([int(inst.class_name) for inst in instances], dtype=torch.int64)
     if "masks" in target:
         masks = (torch.from_numpy(np.stack([inst.mask for inst in instances]).astype(np.uint8))
@@ -226,8 +236,8 @@ class BatchAugment:
 
     Each sample draws its own flip/rot90/angle/brightness/contrast/noise from a
     torch.Generator seeded from (seed, batch_index). Boxes (list of (N_i, 4) xyxy
-    tensors) and masks (list of (N_i, H, W)) follow; with masks, boxes are their
-    tight boxes. Images may be uint8 (0..255) or float (0..1); the dtype is kept.
+    tensors, or tv_tensors.BoundingBoxes in any axis-aligned format, returned in it) and
+    masks (list of (N_i, H, W)) follow; with masks, boxes are their tight boxes. Images may be uint8 (0..255) or float (0..1); the dtype is kept.
     rot90 with odd k needs square images (a batch keeps one shape).
     """
 
@@ -266,7 +276,8 @@ class BatchAugment:
         scale = 255.0 if images.dtype == torch.uint8 else 1.0
         x = images.float() / scale
         masks = [m.clone() for m in masks] if masks is not None else None
-        boxes = [bx.clone().float() for bx in boxes] if boxes is not None else None
+        given_boxes = boxes
+        boxes = [_xyxy(bx).float() for bx in boxes] if boxes is not None else None
 
         # 2. Exact geometry: flips and quarter turns move pixels and labels exactly.
         x = torch.where(hflip[:, None, None, None], x.flip(-1), x)
@@ -312,6 +323,8 @@ class BatchAugment:
 
         if masks is not None and boxes is not None:
             boxes = [_mask_boxes(m) for m in masks]
+        if boxes is not None:
+            boxes = [_boxes_like(given, bx, h, w) for given, bx in zip(given_boxes, boxes)]
         return out, boxes, masks
 
 

@@ -149,3 +149,13 @@ def test_torchvision_bounding_boxes_keep_their_format_and_get_the_new_canvas(fmt
 def test_unsupported_image_dtypes_are_refused_with_the_fix():
     with pytest.raises(ValueError, match="uint16.*scale 16-bit data to 8 bits"):
         RecipeTransform(FLIP)(np.zeros((4, 4, 3), np.uint16), index=0)
+
+
+def test_batched_path_takes_and_returns_bounding_boxes_in_their_format():
+    from torchvision import tv_tensors
+
+    images = torch.zeros(2, 3, 16, 20, dtype=torch.uint8)
+    boxes = [tv_tensors.BoundingBoxes([[2.0, 4.0, 10.0, 6.0]], format="XYWH", canvas_size=(16, 20))] * 2
+    _, out, _ = BatchAugment(seed=0, hflip=1.0)(images, boxes, batch_index=0)
+    assert all(isinstance(b, tv_tensors.BoundingBoxes) and b.format == boxes[0].format for b in out)
+    assert [b.tolist() for b in out] == [[[8.0, 4.0, 10.0, 6.0]]] * 2  # x -> W - x - w, still XYWH
