@@ -160,22 +160,44 @@ def _boxes_like(given, xyxy: torch.Tensor, height: int, width: int):
                                     format=given.format, canvas_size=(height, width))
 
 
+# Target keys holding geometry that imgsynth would not move: refused rather than left stale.
+UNMOVED_GEOMETRY = ("bbox", "bboxes", "segmentation", "polygons", "points")
+
+
 def _instances_from_target(target: dict | None) -> list[Instance]:
-    if not target:
+    if target is None:
         return []
+    if not isinstance(target, dict):
+        raise TypeError(f"the target must be a dict of tensors (boxes, labels, masks, keypoints), got "
+                        f"{type(target).__name__}; for torchvision's CocoDetection (a list of COCO "
+                        "annotations) wrap the dataset with torchvision.datasets."
+                        "wrap_dataset_for_transforms_v2(dataset, target_keys={'boxes', 'labels', 'masks'})")
+    unmoved = [k for k in UNMOVED_GEOMETRY if k in target]
+    if unmoved:
+        raise ValueError(f"target key '{unmoved[0]}' holds geometry that would not follow the "
+                         "augmentation; give it as 'boxes' (xyxy, or tv_tensors.BoundingBoxes), "
+                         "'masks' (N, H, W) or 'keypoints' (N, K, 2 or 3)")
     boxes = _xyxy(target.get("boxes", torch.zeros(0, 4))).double().numpy()
     labels = torch.as_tensor(target.get("labels", torch.zeros(len(boxes)))).reshape(-1).tolist()
     masks = target.get("masks")
+    keypoints = target.get("keypoints")
     instances = []
     for i, box in enumerate(boxes):
         mask = torch.as_tensor(masks[i]).numpy().astype(bool) if masks is not None else None
+        points = None if keypoints is None else \
+            torch.as_tensor(keypoints[i]).as_subclass(torch.Tensor).double().numpy()
         instances.append(Instance(class_name=str(int(labels[i])), bbox_xyxy=tuple(box.tolist()),
-                                  mask=mask, attributes={"target_row": i}))
+                                  mask=mask, keypoints=points, attributes={"target_row": i}))
     return instances
 
 
 def _target_from_instances(instances: list[Instance], target: dict, height: int, width: int) -> dict:
-    out = {k: v for k, v in target.items() if k not in ("boxes", "labels", "masks")}
+    """The target with every per-object entry following the kept objects: boxes, labels,
+    masks, keypoints (visibility 0 once outside), iscrowd; area recomputed (mask pixels,
+    else box area). Other keys are passed through unchanged."""
+    rows = [inst.attributes["target_row"] for inst in instances]
+    out = {k: v for k, v in target.items()
+           if k not in ("boxes", "labels", "masks", "keypoints", "iscrowd", "area")}
     boxes = torch.tensor([inst.bbox_xyxy for inst in instances], dtype=torch.float32).reshape(-1, 4)
     out["boxes"] = _boxes_like(target.get("boxes"), boxes, height, width)
     out["labels"] = torch.tensor([int(inst.class_name) for inst in instances], dtype=torch.int64)
@@ -187,6 +209,17 @@ def _target_from_instances(instances: list[Instance], target: dict, height: int,
 
             masks = tv_tensors.Mask(masks)
         out["masks"] = masks
+    if "keypoints" in target:
+        given = torch.as_tensor(target["keypoints"])
+        moved = [torch.from_numpy(inst.keypoints) for inst in instances]
+        out["keypoints"] = (torch.stack(moved) if moved else given[:0].as_subclass(torch.Tensor).double()
+                            ).to(given.dtype if given.is_floating_point() else torch.float32)
+    if "iscrowd" in target:
+        out["iscrowd"] = torch.as_tensor(target["iscrowd"])[rows]
+    if "area" in target:
+        out["area"] = torch.tensor([float(inst.mask.sum()) if inst.mask is not None else
+                                    (inst.bbox_xyxy[2] - inst.bbox_xyxy[0]) * (inst.bbox_xyxy[3] - inst.bbox_xyxy[1])
+                                    for inst in instances], dtype=torch.float32)
     return out
 
 
@@ -224,7 +257,8 @@ class AugmentedDataset(torch.utils.data.Dataset):
     def __getitem__(self, index: int):
         _one_cv2_thread_per_worker()  # before the wrapped dataset's own cv2 calls
         item = self.dataset[index]
-        if isinstance(item, tuple) and len(item) == 2 and isinstance(item[1], dict):
+        if isinstance(item, tuple) and len(item) == 2 and isinstance(item[1], dict | list):
+            # a list: COCO annotations (CocoDetection), refused with the fix by the transform
             return self.transform(item[0], item[1], index=index, epoch=self.epoch)
         if isinstance(item, tuple):  # (image, class label): augment the image only
             return (self.transform(item[0], index=index, epoch=self.epoch), *item[1:])

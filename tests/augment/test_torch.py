@@ -159,3 +159,32 @@ def test_batched_path_takes_and_returns_bounding_boxes_in_their_format():
     _, out, _ = BatchAugment(seed=0, hflip=1.0)(images, boxes, batch_index=0)
     assert all(isinstance(b, tv_tensors.BoundingBoxes) and b.format == boxes[0].format for b in out)
     assert [b.tolist() for b in out] == [[[8.0, 4.0, 10.0, 6.0]]] * 2  # x -> W - x - w, still XYWH
+
+
+def test_per_object_target_entries_follow_the_objects_that_stay():
+    image = np.zeros((32, 40, 3), np.uint8)
+    target = {"boxes": torch.tensor([[2.0, 2.0, 10.0, 10.0], [25.0, 20.0, 35.0, 30.0]]),
+              "labels": torch.tensor([1, 2]), "iscrowd": torch.tensor([0, 1]),
+              "area": torch.tensor([64.0, 100.0]), "image_id": 7,
+              "keypoints": torch.tensor([[[4.0, 5.0, 2.0]], [[30.0, 25.0, 2.0]]])}
+    crop = [{"name": "Crop", "x_min": 0, "y_min": 0, "x_max": 20, "y_max": 16}]  # the 2nd object leaves
+    _, out = RecipeTransform(crop)(image, target, index=0)
+    assert out["labels"].tolist() == [1] and out["boxes"].tolist() == [[2.0, 2.0, 10.0, 10.0]]
+    assert out["iscrowd"].tolist() == [0] and out["area"].tolist() == [64.0] and out["image_id"] == 7
+    assert out["keypoints"].tolist() == [[[4.0, 5.0, 2.0]]]
+    _, flipped = RecipeTransform(FLIP)(image, target, index=0)
+    assert flipped["keypoints"][:, 0, :2].tolist() == [[36.0, 5.0], [10.0, 25.0]]  # x -> W - x
+
+
+def test_coco_annotation_lists_and_unmoved_geometry_are_refused():
+    class CocoLike(Dataset):  # what torchvision.datasets.CocoDetection returns
+        def __len__(self):
+            return 1
+
+        def __getitem__(self, i):
+            return np.zeros((8, 8, 3), np.uint8), [{"bbox": [1, 1, 3, 3], "category_id": 1}]
+
+    with pytest.raises(TypeError, match="wrap_dataset_for_transforms_v2"):
+        AugmentedDataset(CocoLike(), FLIP)[0]
+    with pytest.raises(ValueError, match="target key 'bbox'"):
+        RecipeTransform(FLIP)(np.zeros((8, 8, 3), np.uint8), {"bbox": torch.zeros(1, 4)}, index=0)
