@@ -8,8 +8,8 @@ the parallelism; cv2's own threads would oversubscribe the CPU).
 Images: HxW(xC) uint8 or float32 (0..1) numpy arrays, CxHxW uint8 or float tensors
 (also torchvision's tv_tensors.Image) and PIL images (any mode; palette, CMYK and 16-bit
 ones are converted as `decode_image` does); each comes back as the same kind. Targets are
-torchvision-style dicts: boxes (N, 4) xyxy absolute, labels (N,) int64, masks (N, H, W)
-(optional). Boxes given as tv_tensors.BoundingBoxes in XYWH or CXCYWH come back in their
+torchvision-style dicts: boxes (N, 4) xyxy absolute, labels (N,) int64, and optionally
+masks (N, H, W), keypoints (N, K, 2 or 3), iscrowd and area (see _target_from_instances). Boxes given as tv_tensors.BoundingBoxes in XYWH or CXCYWH come back in their
 own format with the new canvas size; masks given as tv_tensors.Mask come back as Masks.
 """
 
