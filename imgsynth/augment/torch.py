@@ -160,6 +160,32 @@ def _boxes_like(given, xyxy: torch.Tensor, height: int, width: int):
                                     format=given.format, canvas_size=(height, width))
 
 
+def record_target(record: dict, classes: list[str]) -> dict:
+    """A manifest or shard record's objects as a torchvision-style target for
+    RecipeTransform: boxes (N, 4) xyxy float32, labels (ids in `classes`), masks (N, H, W)
+    uint8 when every object has a mask or polygons, keypoints (N, K, 2 or 3) when every
+    object has the same number of them."""
+    from imgsynth.core.masks import polygons_to_mask, rle_decode
+
+    objects = record.get("instances") or []
+    unknown = sorted({o["class"] for o in objects} - set(classes))
+    if unknown:
+        raise ValueError(f"class '{unknown[0]}' of sample id {record.get('id')} is not in the "
+                         f"class list {classes}")
+    h, w = record["height"], record["width"]
+    target = {"boxes": torch.tensor([o["bbox_xyxy"] for o in objects], dtype=torch.float32).reshape(-1, 4),
+              "labels": torch.tensor([classes.index(o["class"]) for o in objects], dtype=torch.int64)}
+    if objects and all(o.get("segmentation") or o.get("polygons") for o in objects):
+        target["masks"] = torch.from_numpy(np.stack([
+            rle_decode(o["segmentation"]) if o.get("segmentation") else
+            polygons_to_mask([np.asarray(p, dtype=np.float64).reshape(-1, 2) for p in o["polygons"]], h, w)
+            for o in objects]).astype(np.uint8))
+    points = [o.get("keypoints") for o in objects]
+    if objects and all(p is not None for p in points) and len({len(p) for p in points}) == 1:
+        target["keypoints"] = torch.tensor(points, dtype=torch.float32)
+    return target
+
+
 # Target keys holding geometry that imgsynth would not move: refused rather than left stale.
 UNMOVED_GEOMETRY = ("bbox", "bboxes", "segmentation", "polygons", "points")
 

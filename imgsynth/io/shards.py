@@ -9,7 +9,12 @@
 
 Each item is `(image, record)`: the image as HxWx3 RGB uint8 (decoded with the package's one
 decoder), the record as in manifest.jsonl plus `class_id` when the sample has a class
-label. With `transform`, an item is `transform(image, record)` instead.
+label. With `augment` (a recipe, a transform list or an AugmentConfig, as for
+imgsynth.torch.RecipeTransform) an item is `(image, target)` instead, both augmented
+together: the target is the record's objects as torchvision-style tensors (boxes, labels
+= ids in `classes`, masks, keypoints; imgsynth.torch.record_target) plus the record's `id`,
+with randomness from (seed, epoch, sample index). With `transform`, an item is
+`transform(image, record)`.
 
 Order is a function of (seed, epoch, world_size, num_workers) only: the shard list is
 permuted by (seed, epoch) and dealt round-robin to the readers (reader r = rank *
@@ -35,7 +40,7 @@ import torch
 from imgsynth.core.errors import InputError
 from imgsynth.core.rng import sample_rng
 from imgsynth.io.image import decode_image
-from imgsynth.io.writers.shards import INDEX_NAME, SHARD_DIR
+from imgsynth.io.writers.shards import CLASSES_NAME, INDEX_NAME, SHARD_DIR
 
 
 def iter_tar_samples(path: Path) -> Iterator[dict[str, bytes]]:
@@ -77,7 +82,7 @@ class ShardDataset(torch.utils.data.IterableDataset):
 
     def __init__(self, path: str | Path, *, seed: int = 0, shuffle_buffer: int = 1000,
                  transform: Callable[[np.ndarray, dict], Any] | None = None,
-                 rank: int = 0, world_size: int = 1):
+                 augment: Any = None, rank: int = 0, world_size: int = 1):
         folder = Path(path)
         if (folder / SHARD_DIR).is_dir():
             folder = folder / SHARD_DIR
@@ -88,14 +93,33 @@ class ShardDataset(torch.utils.data.IterableDataset):
         rows = [json.loads(line) for line in index_path.read_text(encoding="utf-8").splitlines() if line]
         self.shards = [folder / row["shard"] for row in rows]
         self.count = sum(row["count"] for row in rows)
+        classes_path = folder / CLASSES_NAME
+        # Class names in id order; None for shards written before classes.json existed.
+        self.classes: list[str] | None = json.loads(classes_path.read_text(encoding="utf-8")) \
+            if classes_path.is_file() else None
         self.seed = int(seed)
         self.shuffle_buffer = max(1, int(shuffle_buffer))
         self.transform = transform
+        self.augment = None
+        if augment is not None:
+            from imgsynth.torch import RecipeTransform
+
+            if self.classes is None:
+                raise InputError("these shards have no classes.json, which augment needs for the "
+                                 "label ids", file=str(classes_path),
+                                 fix="write the shards again with this version of imgsynth")
+            self.augment = RecipeTransform(augment, seed=seed)
         self.rank, self.world_size = int(rank), int(world_size)
-        self.epoch = 0
+        # Shared memory, so that DataLoader workers kept alive (persistent_workers=True)
+        # see set_epoch too; a plain int would stay at the epoch they were started in.
+        self._epoch = torch.zeros((), dtype=torch.int64).share_memory_()
+
+    @property
+    def epoch(self) -> int:
+        return int(self._epoch)
 
     def set_epoch(self, epoch: int) -> None:
-        self.epoch = int(epoch)
+        self._epoch.fill_(int(epoch))
 
     def __len__(self) -> int:
         return self.count
@@ -111,9 +135,18 @@ class ShardDataset(torch.utils.data.IterableDataset):
         shards = self.reader_shards(reader, self.world_size * num_workers)
         raw = (s | {"__shard__": path.name} for path in shards for s in iter_tar_samples(path))
         rng = sample_rng(self.seed, f"shards/buffer/{self.epoch}", reader)
+        epoch = self.epoch
         for sample in buffer_shuffle(raw, self.shuffle_buffer, rng):
             image, record = decode_sample(sample)
-            yield self.transform(image, record) if self.transform else (image, record)
+            if self.augment is not None:
+                from imgsynth.torch import record_target
+
+                target = record_target(record, self.classes)
+                image, target = self.augment(image, target, index=record["index"], epoch=epoch)
+                target["id"] = record["id"]
+                yield image, target
+            else:
+                yield self.transform(image, record) if self.transform else (image, record)
 
 
 def decode_sample(sample: dict[str, Any]) -> tuple[np.ndarray, dict]:

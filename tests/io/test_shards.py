@@ -143,3 +143,35 @@ output: {{formats: [webdataset], shard_size: 4, preview: false}}
     with tarfile.open(tmp_path / "out/shards/shard-000000.tar") as tar:
         assert tar.extractfile("00000001.mask.png").read() == \
             (tmp_path / "out" / manifest[0]["mask"]).read_bytes()
+
+
+def test_augment_moves_images_and_their_labels_together_per_epoch(tmp_path, coco_dataset):
+    """`augment=`: items are (image, target) augmented together; class ids from classes.json;
+    persistent workers follow set_epoch."""
+    from imgsynth.torch import record_target
+
+    recipe = write_recipe(tmp_path / "r.yaml", f"""
+seed: 1
+source: {{type: dataset, path: {coco_dataset}, format: coco, copies: 1}}
+output: {{formats: [webdataset, coco], shard_size: 2, preview: false}}
+""")
+    run_recipe(recipe, tmp_path / "out", quiet=True)
+    plain = {rec["id"]: (image, rec) for image, rec in ShardDataset(tmp_path / "out")}
+    data = ShardDataset(tmp_path / "out", seed=3, augment=[{"name": "imgsynth.HorizontalFlip", "p": 1.0}])
+    assert data.classes == ["disk", "square"]
+    for image, target in data:
+        original, rec = plain[target["id"]]
+        width = original.shape[1]
+        assert np.array_equal(image, original[:, ::-1])
+        want = record_target(rec, data.classes)
+        assert target["labels"].tolist() == want["labels"].tolist() and len(want["labels"]) > 0
+        assert torch.equal(target["masks"], want["masks"].flip(-1))
+        x1, y1, x2, y2 = want["boxes"].unbind(1)
+        assert torch.allclose(target["boxes"], torch.stack([width - x2, y1, width - x1, y2], 1))
+    noisy = ShardDataset(tmp_path / "out", augment=[{"name": "imgsynth.GaussianNoise", "sigma": 8}])
+    loader = torch.utils.data.DataLoader(noisy, batch_size=None, num_workers=2, persistent_workers=True)
+    epochs = []
+    for epoch in (0, 1):
+        noisy.set_epoch(epoch)
+        epochs.append({t["id"]: image for image, t in loader})
+    assert all(not np.array_equal(epochs[0][k], epochs[1][k]) for k in epochs[0])

@@ -4,7 +4,8 @@ OUT/shards/shard-000000.tar, ... hold `output.shard_size` samples each, in id or
 sample (key = the 8-digit id): `<key>.<png|jpg|webp>` (the image file's bytes),
 `<key>.mask.png` when the sample has an instance map, `<key>.json` (its manifest record)
 and `<key>.cls` (the class id, ASCII) when it has a class label. OUT/shards/index.jsonl
-lists each shard's name, first and last id, count and sha256.
+lists each shard's name, first and last id, count and sha256; OUT/shards/classes.json the
+class names in id order (the ids of `.cls` and of the other label formats).
 
 Shards are byte-identical for the same manifest: members are sorted, with mtime 0,
 uid/gid 0, empty owner names and mode 0644. Each shard is written under a temporary
@@ -28,6 +29,7 @@ from imgsynth.io.writers import Records
 
 SHARD_DIR = "shards"
 INDEX_NAME = "index.jsonl"
+CLASSES_NAME = "classes.json"
 
 
 def shard_name(number: int) -> str:
@@ -84,4 +86,6 @@ def write_webdataset(out_dir: Path, records: Records, classes: list[str], output
                       "count": len(group), "sha256": sha})
     index_path = folder / INDEX_NAME
     atomic_write_text(index_path, "".join(json.dumps(row, sort_keys=True) + "\n" for row in index))
-    return paths + [index_path]
+    classes_path = folder / CLASSES_NAME
+    atomic_write_text(classes_path, json.dumps(classes, ensure_ascii=False) + "\n")
+    return paths + [index_path, classes_path]
