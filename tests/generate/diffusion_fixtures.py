@@ -67,6 +67,46 @@ def build_tiny_sd_pipeline(folder: Path):
                                    requires_safety_checker=False)
 
 
+def build_tiny_sdxl_pipeline(folder: Path):
+    """An SDXL-class pipeline with random weights: two text encoders (the second with a
+    projection), the UNet's text_time conditioning; the same tiny tokenizer for both."""
+    import torch
+    from diffusers import (AutoencoderKL, EulerDiscreteScheduler, StableDiffusionXLPipeline,
+                           UNet2DConditionModel)
+    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection, CLIPTokenizer
+
+    vocab_file, merges_file = write_tiny_tokenizer_files(folder / "tokenizer_src")
+    tokenizer = CLIPTokenizer(vocab=str(vocab_file), merges=str(merges_file), model_max_length=77)
+    vocab = tokenizer.get_vocab()
+    torch.manual_seed(0)
+    unet = UNet2DConditionModel(
+        block_out_channels=(8, 16), layers_per_block=1, sample_size=16, in_channels=4, out_channels=4,
+        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
+        up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"), attention_head_dim=(2, 4),
+        use_linear_projection=True, addition_embed_type="text_time", addition_time_embed_dim=8,
+        projection_class_embeddings_input_dim=6 * 8 + 16,  # 6 size/crop values + pooled text
+        cross_attention_dim=32, norm_num_groups=4)  # 16 + 16: both encoders' hidden states
+    vae = AutoencoderKL(
+        block_out_channels=(8, 16), in_channels=3, out_channels=3, latent_channels=4, norm_num_groups=4,
+        down_block_types=("DownEncoderBlock2D",) * 2, up_block_types=("UpDecoderBlock2D",) * 2,
+        sample_size=32)
+    text = CLIPTextConfig(
+        bos_token_id=vocab["<|startoftext|>"], eos_token_id=vocab["<|endoftext|>"],
+        pad_token_id=vocab["<|endoftext|>"], vocab_size=len(vocab), hidden_size=16,
+        intermediate_size=32, num_attention_heads=2, num_hidden_layers=2,
+        max_position_embeddings=77, projection_dim=16)
+    return StableDiffusionXLPipeline(
+        vae=vae, text_encoder=CLIPTextModel(text), text_encoder_2=CLIPTextModelWithProjection(text),
+        tokenizer=tokenizer, tokenizer_2=tokenizer, unet=unet, scheduler=EulerDiscreteScheduler())
+
+
+@pytest.fixture(scope="session")
+def tiny_sdxl_model(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("tiny_sdxl")
+    build_tiny_sdxl_pipeline(root).save_pretrained(root / "model")
+    return root / "model"
+
+
 @pytest.fixture(scope="session")
 def tiny_sd_model(tmp_path_factory) -> Path:
     """Folder of a saved tiny checkpoint (model_index.json, unet/, vae/, ...)."""

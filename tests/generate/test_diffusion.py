@@ -21,7 +21,7 @@ from imgsynth.core.sample import Instance, Sample
 from imgsynth.core.stage import BuildContext, SkipSample
 from imgsynth.generate.diffusion_config import SCHEDULERS, DiffuseConfig, Img2ImgConfig
 from imgsynth.io.image import decode_image, encode_image
-from tests.generate.diffusion_fixtures import tiny_sd_model  # noqa: F401 - session fixture
+from tests.generate.diffusion_fixtures import tiny_sd_model, tiny_sdxl_model  # noqa: F401 - session fixtures
 
 runner = CliRunner()
 
@@ -311,3 +311,18 @@ def test_engine_batches_a_run_with_the_same_seeds_and_prompts(tmp_path, tiny_sd_
         a = decode_image(tmp_path / "b1" / alone["image"]).astype(int)
         b = decode_image(tmp_path / "b4" / grouped["image"]).astype(int)
         assert abs(a - b).max() <= 1
+
+
+def test_an_sdxl_class_checkpoint_generates_and_varies_labeled_images(tiny_sdxl_model):
+    """Two text encoders and text_time conditioning, through the same AutoPipeline path."""
+    source = _source(tiny_sdxl_model)
+    assert type(source.pipe).__name__ == "StableDiffusionXLPipeline"
+    first = source.generate(0, sample_rng(0, "diffuse", 0))
+    again = source.generate(0, sample_rng(0, "diffuse", 0))
+    assert first.image.shape == (32, 32, 3) and first.label == "cat"
+    assert np.array_equal(first.image, again.image) and first.meta["scheduler"] == "EulerDiscreteScheduler"
+    stage = Img2ImgConfig(model=str(tiny_sdxl_model), steps=4, strength=0.5).build(BuildContext(seed=0))
+    assert type(stage.pipe).__name__ == "StableDiffusionXLImg2ImgPipeline"
+    varied = stage.apply(first, sample_rng(0, "0.diffuse_img2img", 0))
+    assert varied.label == "cat" and varied.image.shape == (32, 32, 3)
+    assert not np.array_equal(varied.image, first.image)
