@@ -149,13 +149,17 @@ def harmonize_lab(fg: np.ndarray, alpha: np.ndarray, bg: np.ndarray,
     inside = alpha >= ALPHA_THRESHOLD
     if not inside.any() or inside.all():
         return fg
-    fg_lab = cv2.cvtColor(fg, cv2.COLOR_RGB2LAB).astype(np.float32)
-    bg_lab = cv2.cvtColor(bg, cv2.COLOR_RGB2LAB).astype(np.float32)
-    f_mean, f_std = fg_lab[inside].mean(0), fg_lab[inside].std(0) + 1e-3
-    b_mean, b_std = bg_lab[~inside].mean(0), bg_lab[~inside].std(0) + 1e-3
-    matched = (fg_lab - f_mean) * (b_std / f_std) + b_mean
-    out = fg_lab + strength * (matched - fg_lab)
-    return cv2.cvtColor(np.clip(out + 0.5, 0, 255).astype(np.uint8), cv2.COLOR_LAB2RGB)
+    fg_lab = cv2.cvtColor(fg, cv2.COLOR_RGB2LAB)
+    bg_lab = cv2.cvtColor(bg, cv2.COLOR_RGB2LAB)
+    mask = inside.astype(np.uint8)
+    f_mean, f_std = (v.ravel() for v in cv2.meanStdDev(fg_lab, mask=mask))
+    b_mean, b_std = (v.ravel() for v in cv2.meanStdDev(bg_lab, mask=1 - mask))
+    # fg + strength * (matched - fg), matched = (fg - f_mean) * ratio + b_mean, per channel:
+    ratio = (b_std + 1e-3) / (f_std + 1e-3)
+    gain = 1.0 - strength + strength * ratio
+    offset = strength * (b_mean - f_mean * ratio) + 0.5  # + 0.5: round on the cast below
+    out = fg_lab.astype(np.float32) * gain.astype(np.float32) + offset.astype(np.float32)
+    return cv2.cvtColor(np.clip(out, 0, 255).astype(np.uint8), cv2.COLOR_LAB2RGB)
 
 
 def shadow_alpha(alpha: np.ndarray, dx: int, dy: int, blur: float, opacity: float) -> np.ndarray:
