@@ -9,8 +9,9 @@ Images: HxW(xC) uint8 or float32 (0..1) numpy arrays, CxHxW uint8 or float tenso
 (also torchvision's tv_tensors.Image) and PIL images (any mode; palette, CMYK and 16-bit
 ones are converted as `decode_image` does); each comes back as the same kind. Targets are
 torchvision-style dicts: boxes (N, 4) xyxy absolute, labels (N,) int64, and optionally
-masks (N, H, W), keypoints (N, K, 2 or 3), iscrowd and area (see _target_from_instances). Boxes given as tv_tensors.BoundingBoxes in XYWH or CXCYWH come back in their
-own format with the new canvas size; masks given as tv_tensors.Mask come back as Masks.
+masks (N, H, W), keypoints (N, K, 2 or 3), iscrowd and area (see _target_from_instances).
+Boxes given as tv_tensors.BoundingBoxes in XYWH or CXCYWH come back in their own format
+with the new canvas size; masks given as tv_tensors.Mask come back as Masks.
 """
 
 from __future__ import annotations
@@ -21,8 +22,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from imgsynth.core.rng import derived_int_seed, sample_rng
+from imgsynth.core.boxes import box_area
 from imgsynth.core.masks import tight_bbox
+from imgsynth.core.rng import derived_int_seed, sample_rng
 from imgsynth.core.sample import Instance, Sample
 
 
@@ -244,8 +246,7 @@ def _target_from_instances(instances: list[Instance], target: dict, height: int,
         out["iscrowd"] = torch.as_tensor(target["iscrowd"])[rows]
     if "area" in target:
         out["area"] = torch.tensor([float(inst.mask.sum()) if inst.mask is not None else
-                                    (inst.bbox_xyxy[2] - inst.bbox_xyxy[0]) * (inst.bbox_xyxy[3] - inst.bbox_xyxy[1])
-                                    for inst in instances], dtype=torch.float32)
+                                    box_area(inst.bbox_xyxy) for inst in instances], dtype=torch.float32)
     return out
 
 
@@ -297,7 +298,8 @@ class BatchAugment:
     Each sample draws its own flip/rot90/angle/brightness/contrast/noise from a
     torch.Generator seeded from (seed, batch_index). Boxes (list of (N_i, 4) xyxy
     tensors, or tv_tensors.BoundingBoxes in any axis-aligned format, returned in it) and
-    masks (list of (N_i, H, W)) follow; with masks, boxes are their tight boxes. Images may be uint8 (0..255) or float (0..1); the dtype is kept.
+    masks (list of (N_i, H, W)) follow; with masks, boxes are their tight boxes. Images
+    may be uint8 (0..255) or float (0..1); the dtype is kept.
     rot90 with odd k needs square images (a batch keeps one shape).
     """
 

@@ -56,9 +56,9 @@ class TrainDataConfig(BaseModel):
                  "min_crop_size": ("coco",), "crop_padding": ("coco",)}
         for name, kinds in users.items():
             if self.kind not in kinds and getattr(self, name) != type(self).model_fields[name].default:
-                raise ValueError(f"data.{name} is used only with data.kind {' or '.join(kinds)}, and data.kind is "
-                                 f"'{self.kind}': remove data.{name} or set data.kind (imagefolder: "
-                                 "one sub-folder per class)")
+                raise ValueError(f"data.{name} is used only with data.kind {' or '.join(kinds)}, and "
+                                 f"data.kind is '{self.kind}': remove data.{name} or set data.kind "
+                                 "(imagefolder: one sub-folder per class)")
         if self.kind != "digits" and not self.path:
             raise ValueError(f"data.kind '{self.kind}' needs data.path (the image folder)")
         if self.kind == "coco" and not self.annotations:
