@@ -68,7 +68,8 @@ class SampleWriter:
         masks = [inst.mask for inst in sample.instances if inst.mask is not None]
         if self.output.masks and masks and len(masks) == len(sample.instances):
             id_map = instance_id_map(masks, image.shape[:2])
-            files["mask"] = self._put(f"masks/{stem}.png", encode_image(id_map, "png", png_deflate="rle"), hashes)
+            files["mask"] = self._put(f"masks/{stem}.png",
+                                      encode_image(id_map, "png", png_deflate="rle"), hashes)
         sample.image = image
         return record_from_sample(sample, files, hashes)
 

@@ -101,6 +101,9 @@ class ShardDataset(torch.utils.data.IterableDataset):
         self.shuffle_buffer = max(1, int(shuffle_buffer))
         self.transform = transform
         self.augment = None
+        if augment is not None and transform is not None:
+            raise ValueError("give augment or transform, not both (augment yields (image, target); "
+                             "transform gets (image, record))")
         if augment is not None:
             from imgsynth.torch import RecipeTransform
 
