@@ -116,9 +116,9 @@ def resolve_model(model: str, revision: str | None, allow_download: bool, *, key
         raise MissingModelError(
             f"model '{model}': no such folder under {Path.cwd()}, and no hub repository of that "
             f"name in the local Hugging Face cache ({why}; {type(exc).__name__})", key=key,
-            fix=f"as a folder: put a diffusers checkpoint (the folder holding model_index.json) at "
-            f"{folder}, e.g. `hf download stable-diffusion-v1-5/stable-diffusion-v1-5 --local-dir {folder}` "
-            f"on a machine with internet; {_fetch_fix(model)}") from None
+            fix=f"as a folder: put a diffusers checkpoint (the folder holding model_index.json) "
+            f"at {folder}, e.g. `hf download stable-diffusion-v1-5/stable-diffusion-v1-5 "
+            f"--local-dir {folder}` on a machine with internet; {_fetch_fix(model)}") from None
     if not (folder / "model_index.json").is_file():
         raise MissingModelError(f"hub model '{model}' has no model_index.json: not a diffusers pipeline",
                                 key=key, fix="use a diffusers-format repository")

@@ -89,9 +89,9 @@ def pil_to_array(img, mode: str = "RGB") -> np.ndarray:
 def png_params(deflate: str) -> list[int]:
     """OpenCV PNG options. lz77: zlib level 3 with libpng's adaptive row filters. rle:
     zlib's run-length strategy with the Paeth filter on every row, measured on 640x480
-    scenes and photos 2.2-2.4x faster to encode and 1-13% smaller (uint16 masks 2x faster,
-    half the size), but 40-95% larger on rendered text lines, whose repeated glyphs LZ77
-    matches (see docs/architecture.md)."""
+    scenes and photos 2.0-2.3x faster to encode at -13% to +1% of the size (uint16 masks 2x
+    faster, half the size), but 40-95% larger on rendered text lines, whose repeated glyphs
+    LZ77 matches (see docs/architecture.md)."""
     import cv2
 
     if deflate == "lz77":
