@@ -18,8 +18,8 @@ class OutputConfig(BaseModel):
     quality: int = Field(95, ge=1, le=100, description="JPEG/WebP quality (ignored for png).")
     png_deflate: Literal["auto", "rle", "lz77"] = Field(
         "auto", description="How PNG images are compressed (masks always use rle). rle: run-length "
-        "matching and the Paeth filter, ~2.3x faster to encode than lz77 and as small or smaller "
-        "for photos and composed scenes; lz77: zlib's default matching, far smaller for rendered "
+        "matching and the Paeth filter, about 2x faster to encode than lz77 at about the same "
+        "size (-13% to +1%) for photos and composed scenes; lz77: zlib's default matching, far smaller for rendered "
         "text lines. auto: what the source declares (lz77 for ocr, rle otherwise); the saved "
         "recipe.yaml records the choice.")
     formats: list[str] = Field(
