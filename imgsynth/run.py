@@ -16,6 +16,7 @@ import math
 import os
 import platform
 import shutil
+import sys
 import time
 from collections import Counter
 from collections.abc import Iterable, Iterator
@@ -221,6 +222,9 @@ def _run_part(part: Part, classes: list[str] | None, pipeline: Pipeline, store: 
     summary.count += total
     if store.local_path is not None:  # also what a killed run shared
         shutil.rmtree(store.local_path / SHARED_DIR, ignore_errors=True)
+    if not quiet:  # minutes at a million samples: say what runs after the samples
+        wanted = ["manifest.jsonl", *recipe.output.formats] + (["preview"] if recipe.output.preview else [])
+        print(f"imgsynth: writing {', '.join(wanted)}", file=sys.stderr, flush=True)
     finalize(recipe, store, len(chunks), classes, summary)
 
 
