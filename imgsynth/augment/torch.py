@@ -166,7 +166,7 @@ def record_target(record: dict, classes: list[str]) -> dict:
     """A manifest or shard record's objects as a torchvision-style target for
     RecipeTransform: boxes (N, 4) xyxy float32, labels (ids in `classes`), masks (N, H, W)
     uint8 when every object has a mask or polygons, keypoints (N, K, 2 or 3) when every
-    object has the same number of them."""
+    object has the same number of them, and class_id (an int) when the image has a class."""
     from imgsynth.core.masks import polygons_to_mask, rle_decode
 
     objects = record.get("instances") or []
@@ -185,6 +185,11 @@ def record_target(record: dict, classes: list[str]) -> dict:
     points = [o.get("keypoints") for o in objects]
     if objects and all(p is not None for p in points) and len({len(p) for p in points}) == 1:
         target["keypoints"] = torch.tensor(points, dtype=torch.float32)
+    if record.get("label") is not None:  # an image-level class (classification sets)
+        if record["label"] not in classes:
+            raise ValueError(f"label '{record['label']}' of sample id {record.get('id')} is not in "
+                             f"the class list {classes}")
+        target["class_id"] = classes.index(record["label"])
     return target
 
 

@@ -175,3 +175,10 @@ output: {{formats: [webdataset, coco], shard_size: 2, preview: false}}
         noisy.set_epoch(epoch)
         epochs.append({t["id"]: image for image, t in loader})
     assert all(not np.array_equal(epochs[0][k], epochs[1][k]) for k in epochs[0])
+
+
+def test_augmented_classification_shards_keep_the_class_id(shards):
+    out, records = shards
+    data = ShardDataset(out, augment=[{"name": "imgsynth.HorizontalFlip", "p": 1.0}])
+    got = {target["id"]: target["class_id"] for _, target in data}
+    assert got == {rec["id"]: CLASSES.index(rec["label"]) for rec in records}
