@@ -172,6 +172,10 @@ def run_recipe(recipe_path: str | Path, out_dir: str | Path, *, seed: int | None
         raise RecipeError(f"cannot write to --out: {exc}", file=str(store),
                           fix="check that the folder or bucket exists and that you may write there") from None
     store.discard_partial()
+    for k, (part, classes, pipeline) in enumerate(pipelines):
+        if part.recipe.workers > 1 or part.recipe.engine == "ray":  # workers build their own
+            pipeline.close()  # e.g. a Stable Diffusion model, GPU memory the workers need
+            pipelines[k] = (part, classes, None)
     summary = RunSummary(out_dir=store.local_path or store.location, count=0)
     for part, classes, pipeline in pipelines:
         _run_part(part, classes, pipeline, part.out(store), summary, quiet)
@@ -187,7 +191,7 @@ def run_recipe(recipe_path: str | Path, out_dir: str | Path, *, seed: int | None
     return summary
 
 
-def _run_part(part: Part, classes: list[str] | None, pipeline: Pipeline, store: Store,
+def _run_part(part: Part, classes: list[str] | None, pipeline: Pipeline | None, store: Store,
               summary: RunSummary, quiet: bool) -> None:
     recipe = part.recipe
     total = recipe.count

@@ -141,6 +141,15 @@ class Pipeline:
         """In a worker: `location` is the store's path or URL (a store is reopened, not pickled)."""
         return cls(parse_recipe(resolved), open_store(location), classes, parts, in_worker=True)
 
+    def close(self) -> None:
+        """Let go of what the source and stages hold (models, GPU memory) once this
+        pipeline is no longer needed (the driver of a run whose workers build their own)."""
+        for part in (self.source, *(stage for _, stage in self.stages)):
+            close = getattr(part, "close", None)
+            if close is not None:
+                close()
+        self.source, self.stages = None, []
+
     def generated(self, indices: range):
         """(index, Sample or the exception that replaced it) from the source, in order.
 

@@ -64,6 +64,16 @@ class LoadedModel:
 _MODELS: dict[tuple, LoadedModel] = {}
 
 
+def release_models() -> None:
+    """Forget this process's loaded pipelines (the driver of a multi-process run loads one
+    only to check the recipe; its workers load their own) and return their GPU memory."""
+    _MODELS.clear()
+    import torch
+
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+
+
 def hub_offline() -> bool:
     return os.environ.get("HF_HUB_OFFLINE", "").strip().upper() in ("1", "ON", "YES", "TRUE")
 
@@ -319,6 +329,10 @@ class DiffusionSource:
     def __len__(self) -> int:
         return len(self.labels) * self.config.images_per_class
 
+    def close(self) -> None:
+        self.pipe = self.model = None
+        release_models()
+
     def plan(self, index: int, rng: np.random.Generator) -> ImagePlan:
         """The draws are in a fixed order: seed, template, slot values."""
         label = self.labels[index // self.config.images_per_class]
@@ -371,6 +385,10 @@ class Img2ImgStage:
         self.pipe.set_progress_bar_config(disable=True)
         self.pipe.scheduler = make_scheduler(self.model, config, key="stages.diffuse_img2img")
         self.settings = {**_settings_meta(self.model, self.pipe, config), "strength": config.strength}
+
+    def close(self) -> None:
+        self.pipe = self.model = None
+        release_models()
 
     def apply(self, sample: Sample, rng: np.random.Generator) -> Sample:
         if sample.passthrough:

@@ -21,6 +21,7 @@ from imgsynth.core.sample import Instance, Sample
 from imgsynth.core.stage import BuildContext, SkipSample
 from imgsynth.generate.diffusion_config import SCHEDULERS, DiffuseConfig, Img2ImgConfig
 from imgsynth.io.image import decode_image, encode_image
+from tests.conftest import tree_hashes
 from tests.generate.diffusion_fixtures import tiny_sd_model, tiny_sdxl_model  # noqa: F401 - session fixtures
 
 runner = CliRunner()
@@ -326,3 +327,17 @@ def test_an_sdxl_class_checkpoint_generates_and_varies_labeled_images(tiny_sdxl_
     varied = stage.apply(first, sample_rng(0, "0.diffuse_img2img", 0))
     assert varied.label == "cat" and varied.image.shape == (32, 32, 3)
     assert not np.array_equal(varied.image, first.image)
+
+
+def test_a_multi_process_run_frees_the_drivers_model_for_its_workers(tmp_path, tiny_sd_model):
+    """The driver loads the model only to check the recipe; with workers it lets it go (on a
+    GPU, its copy would take the memory the workers' copies need) and the files are the same."""
+    from imgsynth.generate import diffusion
+
+    recipe = _recipe(tmp_path, tiny_sd_model)
+    one = runner.invoke(app, ["run", str(recipe), "--out", str(tmp_path / "one"), "--quiet"])
+    assert one.exit_code == 0 and diffusion._MODELS  # in-process: the model serves the run
+    two = runner.invoke(app, ["run", str(recipe), "--out", str(tmp_path / "two"), "--quiet", "--workers", "2"])
+    assert two.exit_code == 0, two.output
+    assert not diffusion._MODELS
+    assert tree_hashes(tmp_path / "one") == tree_hashes(tmp_path / "two")
