@@ -236,7 +236,7 @@ class CopyPasteConfig(StageConfig):
     def share(self, out_dir: Path) -> None:
         from imgsynth.io.readers.index import share_dataset
 
-        share_dataset(out_dir, self.dataset, self.format, self._parsed())
+        self._opened = share_dataset(out_dir, self.dataset, self.format, self._parsed())
 
     def _parsed(self):
         """The dataset, read once per process."""

@@ -82,7 +82,7 @@ class DatasetSourceConfig(StageConfig):
         label file again (imgsynth.io.readers.index)."""
         from imgsynth.io.readers.index import share_dataset
 
-        share_dataset(out_dir, self.path, self.format, self.dataset())
+        self._dataset = share_dataset(out_dir, self.path, self.format, self.dataset())
 
 
 class DatasetSource:

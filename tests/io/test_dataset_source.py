@@ -95,8 +95,9 @@ def test_workers_read_the_drivers_index_and_load_the_same_samples(tmp_path, writ
     resolve(FORMATS[fmt])(out, records, classes, OutputConfig(formats=[fmt]))
     path = out / "imagefolder" if fmt == "imagefolder" else out
     config = DatasetSourceConfig(type="dataset", path=path, format=fmt, copies=2)
+    parsed = config.build(BuildContext(seed=0)).dataset  # the driver's parse
     config.share(tmp_path / "run")
-    parsed = config.build(BuildContext(seed=0)).dataset
+    assert isinstance(parsed.entries, list) and isinstance(config.dataset().entries, IndexedEntries)
     worker_config = DatasetSourceConfig(type="dataset", path=path, format=fmt, copies=2)
     opened = worker_config.build(BuildContext(seed=0, out_dir=tmp_path / "run", in_worker=True)).dataset
     assert isinstance(opened.entries, IndexedEntries) and worker_config._dataset is None  # not parsed

@@ -32,9 +32,13 @@ def index_path(out_dir: Path, dataset_path: str | Path, fmt: str) -> Path:
     return Path(out_dir) / SHARED_DIR / "datasets" / f"{key}.jsonl"
 
 
-def share_dataset(out_dir: Path, dataset_path: str | Path, fmt: str, dataset: LabeledDataset) -> None:
-    """For StageConfig.share: the driver's parse, for the run's workers."""
-    write_index(dataset, index_path(out_dir, dataset_path, fmt))
+def share_dataset(out_dir: Path, dataset_path: str | Path, fmt: str,
+                  dataset: LabeledDataset) -> LabeledDataset:
+    """For StageConfig.share: the driver's parse, for the run's workers. Returns the
+    dataset read back from the index, for the driver to keep instead of its parse."""
+    where = index_path(out_dir, dataset_path, fmt)
+    write_index(dataset, where)
+    return open_index(where)
 
 
 def shared_or_parsed(ctx, dataset_path: str | Path, fmt: str, parse) -> LabeledDataset:
