@@ -35,7 +35,7 @@ from imgsynth.engine.pipeline import CHUNK_DIR, ChunkResult, Pipeline, chunk_fil
 from imgsynth.engine.progress import Progress
 from imgsynth.io.atomic import atomic_writer
 from imgsynth.io.store import Store, open_store
-from imgsynth.io.writers import PER_RECORD_FORMATS, READS_SAMPLE_FILES
+from imgsynth.io.writers import NEEDS_SAMPLE_FIELD, PER_RECORD_FORMATS, READS_SAMPLE_FILES
 from imgsynth.io.writers.manifest import ManifestRecords
 from imgsynth.recipes.load import (apply_overrides, dump_yaml, load_yaml, parse_recipe,
                                    resolved_dict)
@@ -139,9 +139,18 @@ def _prepare_part(name: str | None, data: dict[str, Any], file: str, prefix: str
             raise RecipeError(f"the '{recipe.source.type}' source needs a sample count",
                               key=key, file=file, fix="add 'count: N' to the recipe or pass --count N")
         recipe = recipe.model_copy(update={"count": offered})
+    provided = recipe.source.provides()
     for i, fmt in enumerate(recipe.output.formats):
-        lookup(FORMATS, fmt, key=f"{prefix + '.' if prefix else ''}output.formats.{i}",
-               what="label format")
+        where = f"{prefix + '.' if prefix else ''}output.formats.{i}"
+        lookup(FORMATS, fmt, key=where, what="label format")
+        need = NEEDS_SAMPLE_FIELD.get(fmt)
+        if provided is not None and need is not None and need not in provided:
+            what = "a classification label" if need == "label" else "a text"
+            raise RecipeError(f"the '{fmt}' format needs {what} on every sample, and the "
+                              f"'{recipe.source.type}' source makes none", key=where, file=file,
+                              fix=f"remove '{fmt}' (coco, yolo and voc hold object labels)"
+                              if need == "label" else f"remove '{fmt}' (icdar and mmocr hold word "
+                              "texts), or make text lines with the ocr source")
     return Part(name, recipe, resolved_dict(recipe))
 
 

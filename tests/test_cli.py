@@ -70,6 +70,19 @@ def test_unknown_source_type_and_format_suggest_the_fix(tmp_path, coco_dataset):
     assert result.exit_code == 2 and "output.formats.1" in result.output and "'yolo'" in result.output
 
 
+def test_a_format_the_source_cannot_fill_exits_2_before_any_sample(tmp_path, coco_dataset):
+    """Before, a COCO dataset run with `csv` or OCR lines for a detection set failed after
+    every sample was made, and --resume refuses the changed formats: the samples were lost."""
+    recipe = _dataset_recipe(tmp_path, coco_dataset)
+    for fmt, said in (("csv", "needs a classification label"), ("gt_txt", "needs a text")):
+        result = _run("run", str(recipe), "--out", str(tmp_path / fmt), "--set", f"output.formats=[coco, {fmt}]")
+        assert result.exit_code == 2 and "output.formats.1" in result.output and said in result.output
+        assert "'dataset' source makes none" in result.output and not (tmp_path / fmt).exists()
+    shipped = Path(__file__).resolve().parents[1] / "recipes" / "ocr.yaml"
+    ok = _run("validate", str(shipped), "--set", "output.formats=[gt_txt, lmdb]")
+    assert ok.exit_code == 0, ok.output
+
+
 def test_missing_dataset_folder_is_named(tmp_path):
     recipe = _dataset_recipe(tmp_path, tmp_path / "nowhere")
     result = _run("run", str(recipe), "--out", str(tmp_path / "out"))

@@ -185,6 +185,9 @@ class ComposeConfig(StageConfig):
     def count(self) -> int | None:
         return self.scenes
 
+    def provides(self) -> frozenset[str]:
+        return frozenset()  # objects only: no image class, no text
+
     def build(self, ctx: BuildContext) -> Any:
         from imgsynth.compose.stage import ComposeSource
 
@@ -226,6 +229,9 @@ class CopyPasteConfig(StageConfig):
     def count(self) -> int | None:
         doc = _coco_summary(self.dataset)
         return doc[1] * self.copies if doc else None
+
+    def provides(self) -> frozenset[str]:
+        return frozenset()  # objects only: no image class, no text
 
     def build(self, ctx: BuildContext) -> Any:
         from imgsynth.compose.stage import CopyPasteSource

@@ -84,6 +84,12 @@ class StageConfig(BaseModel):
         """Class names this config declares (fixes label ids), or None."""
         return None
 
+    def provides(self) -> frozenset[str] | None:
+        """For sources: the per-sample fields their samples carry ("label": an image class,
+        "text": a transcription), so that a label format needing one is refused before
+        anything is written; None when not known in advance."""
+        return None
+
     def count(self) -> int | None:
         """For sources: how many samples a run makes when --count is not given."""
         return None

@@ -178,6 +178,9 @@ class DiffuseConfig(PipelineOptions):
     def count(self) -> int | None:
         return len(self.labels) * self.images_per_class
 
+    def provides(self) -> frozenset[str]:
+        return frozenset({"label"})
+
     def build(self, ctx: BuildContext) -> Any:
         from imgsynth.generate.diffusion import DiffusionSource
 

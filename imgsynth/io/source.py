@@ -71,6 +71,10 @@ class DatasetSourceConfig(StageConfig):
     def per_image(self) -> int:
         return self.copies + int(self.include_originals)
 
+    def provides(self) -> frozenset[str]:
+        """An ImageFolder dataset's images have classes; other formats hold objects."""
+        return frozenset({"label"}) if self.dataset().format == "imagefolder" else frozenset()
+
     def build(self, ctx: BuildContext) -> DatasetSource:
         from imgsynth.io.readers.index import shared_or_parsed
 

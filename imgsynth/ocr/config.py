@@ -197,6 +197,9 @@ class OcrConfig(_RenderOptions):
             return len(read_lines(only.path, key="source.texts.0.path"))
         return 1000
 
+    def provides(self) -> frozenset[str]:
+        return frozenset({"text"})
+
     def build(self, ctx: BuildContext):
         from imgsynth.ocr.stage import OcrLineSource
 
@@ -233,6 +236,9 @@ class SceneTextConfig(_RenderOptions):
     def count(self) -> int | None:
         """Without a recipe `count`: 100 images."""
         return 100
+
+    def provides(self) -> frozenset[str]:
+        return frozenset()  # word texts live on the objects (icdar, mmocr), not the sample
 
     def build(self, ctx: BuildContext):
         from imgsynth.ocr.stage import SceneTextSource

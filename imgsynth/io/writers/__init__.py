@@ -31,6 +31,11 @@ READS_SAMPLE_FILES = frozenset({"imagefolder", "yolo_seg", "lmdb", "webdataset"}
 # manifest (tests check that slices give the same bytes as one pass).
 PER_RECORD_FORMATS = frozenset({"yolo", "yolo_seg", "voc", "semantic_masks"})
 
+# What a format needs on the samples (StageConfig.provides): a run whose source makes no
+# such sample is refused before anything is written, not after the samples.
+NEEDS_SAMPLE_FIELD = {"imagefolder": "label", "csv": "label",
+                      "ocr_labels": "text", "gt_txt": "text", "lmdb": "text"}
+
 Records = Collection[dict]  # a list, or ManifestRecords
 
 
