@@ -253,11 +253,27 @@ def _check_out_dir(store: Store, resolved: dict[str, Any], resume: bool) -> None
                           file=str(store), fix="choose a new --out folder")
     saved = yaml.safe_load(store.read_bytes("recipe.yaml"))
     saved.pop("imgsynth", None)
-    if saved != resolved:
-        key = _first_difference(saved, resolved)
+    saved, now = _sample_settings(saved), _sample_settings(resolved)
+    if saved != now:
+        key = _first_difference(saved, now)
         raise RecipeError(f"cannot resume: the recipe differs from the one this folder was made "
                           f"with (first difference at '{key}')", file=f"{store}/recipe.yaml",
-                          fix="resume with the same recipe, seed and --set values, or use a new --out")
+                          fix="resume with the same recipe, seed and --set values (only output.formats "
+                              "and the preview settings may change), or use a new --out")
+
+
+# Output keys that only finalize reads: a resumed run may change them (e.g. add a label
+# format to a finished run); the sample files do not depend on them.
+FINALIZE_ONLY_KEYS = ("formats", "preview", "preview_count", "shard_size", "coco_segmentation")
+
+
+def _sample_settings(resolved: Any) -> Any:
+    """The resolved recipe without FINALIZE_ONLY_KEYS (in every part's output)."""
+    if not isinstance(resolved, dict):
+        return resolved
+    return {k: ({kk: vv for kk, vv in v.items() if kk not in FINALIZE_ONLY_KEYS}
+                if k == "output" and isinstance(v, dict) else _sample_settings(v))
+            for k, v in resolved.items()}
 
 
 def _first_difference(a: Any, b: Any, path: str = "") -> str:

@@ -99,6 +99,20 @@ def test_bad_yaml_and_missing_recipe(tmp_path):
     assert result.exit_code == 2 and "not found" in result.output
 
 
+def test_resume_adds_label_formats_to_a_finished_run_without_new_samples(tmp_path, coco_dataset):
+    recipe, out = _dataset_recipe(tmp_path, coco_dataset), tmp_path / "out"
+    assert _run("run", str(recipe), "--out", str(out)).exit_code == 0
+    images = {k: v for k, v in tree_hashes(out).items() if k.startswith(("images/", "masks/"))}
+    more = _run("run", str(recipe), "--out", str(out), "--resume", "--set", "output.formats=[coco, yolo, voc]")
+    assert more.exit_code == 0, more.output
+    after = tree_hashes(out)
+    assert {k: v for k, v in after.items() if k.startswith(("images/", "masks/"))} == images
+    assert any(k.startswith("labels/") for k in after) and any(k.startswith("Annotations/") for k in after)
+    assert "voc" in (out / "recipe.yaml").read_text()
+    changed = _run("run", str(recipe), "--out", str(out), "--resume", "--set", "output.image_format=jpg")
+    assert changed.exit_code == 2 and "output.image_format" in changed.output
+
+
 def test_failing_sample_exits_1_and_resume_completes(tmp_path, coco_dataset):
     victim = sorted((coco_dataset / "images").iterdir())[3]
     good = victim.read_bytes()
