@@ -150,6 +150,20 @@ def main() -> None:
     compare("Gaussian noise sigma=10 (stage)", lambda it: noise_stage.apply(*it),
             lambda it: gauss(image=it[0]), "A.GaussNoise", with_rngs(bare, "n"), items)
 
+    # 2b. The other noise stages vs the albumentations transform of the same purpose.
+    for name, ours, alb, peer_name in [
+        ("salt & pepper 2%", {"name": "imgsynth.SaltPepper", "amount": 0.02},
+         A.SaltAndPepper(amount=(0.02, 0.02), salt_vs_pepper=(0.5, 0.5), p=1.0), "A.SaltAndPepper"),
+        ("Poisson, white = 100 photons", {"name": "imgsynth.PoissonNoise", "peak": 100},
+         A.ShotNoise(scale_range=(0.01, 0.01), p=1.0), "A.ShotNoise"),
+        ("speckle, std 0.1 (A: uniform factor)", {"name": "imgsynth.SpeckleNoise", "sigma": 0.1},
+         A.MultiplicativeNoise(multiplier=(1 - 0.1 * 3 ** 0.5, 1 + 0.1 * 3 ** 0.5), per_channel=True,
+                               elementwise=True, p=1.0), "A.MultiplicativeNoise"),
+    ]:
+        st = stage_of([ours])
+        compare(name, lambda it: st.apply(*it), lambda it: alb(image=it[0]), peer_name,
+                with_rngs(bare, "n2"), items)
+
     # 3. Flips and rotation vs albumentations and torchvision.transforms.v2 (uint8 tensors).
     tensors = [torch.from_numpy(img).permute(2, 0, 1).contiguous() for img, _ in items]
     for name, ours, alb, tv in [

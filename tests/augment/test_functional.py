@@ -135,3 +135,12 @@ def test_clip_polygon_to_image():
     clipped = F.clip_polygon(square, 100, 100)
     assert F.polygon_area(clipped) == pytest.approx(25.0)
     assert len(F.clip_polygon(square - 50, 100, 100)) == 0
+
+
+@pytest.mark.parametrize("shape", [(200, 200), (200, 200, 1), (200, 200, 3)])
+def test_speckle_keeps_the_shape_and_scales_noise_with_brightness(shape):
+    image = np.full(shape, 100, np.uint8)
+    out = F.speckle_noise_image(image, 0.1, np.random.default_rng(9))
+    r = residual(out, image)
+    assert out.shape == shape and out.dtype == np.uint8
+    assert abs(r.mean()) < 0.3 and abs(r.std() - 10.0) < 0.3  # x * (1 + 0.1 z): std 0.1 * 100
