@@ -57,14 +57,21 @@ def write_formats_in_slices(formats: list[str], out_dir: Path, manifest: Path, c
     """Per-record label formats (imgsynth.io.writers.PER_RECORD_FORMATS) written by
     `workers` processes, each over a contiguous slice of the manifest's records."""
     step = max(1, -(-count // (4 * workers)))  # 4 slices per worker keep them all busy
-    with _single_threaded_children(), ProcessPoolExecutor(
-            max_workers=workers, mp_context=multiprocessing.get_context("spawn"),
-            initializer=_one_cv2_thread) as pool:
-        futures = [pool.submit(_write_slice, fmt, out_dir, manifest, start,
-                               min(count, start + step), classes, output)
-                   for fmt in formats for start in range(0, count, step)]
-        for future in futures:
-            future.result()  # the first writer error (e.g. an undeclared class) is raised here
+    try:
+        with _single_threaded_children(), ProcessPoolExecutor(
+                max_workers=workers, mp_context=multiprocessing.get_context("spawn"),
+                initializer=_one_cv2_thread) as pool:
+            futures = [pool.submit(_write_slice, fmt, out_dir, manifest, start,
+                                   min(count, start + step), classes, output)
+                       for fmt in formats for start in range(0, count, step)]
+            for future in futures:
+                future.result()  # the first writer error (e.g. an undeclared class) is raised here
+    except BrokenProcessPool:
+        # No worker process could run (e.g. a script calling run_recipe without an
+        # `if __name__ == "__main__":` guard, which spawned processes re-run): write here.
+        # Writes are atomic and whole files, so what the pool wrote is simply written again.
+        for fmt in formats:
+            _write_slice(fmt, out_dir, manifest, 0, count, classes, output)
 
 
 @contextmanager

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -12,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from imgsynth.core.errors import RecipeError
+from imgsynth.recipes.load import load_recipe
 from imgsynth.run import run_recipe
 from tests.conftest import make_coco_dataset, tree_hashes, write_recipe
 
@@ -180,3 +182,33 @@ def test_big_runs_write_per_record_label_formats_in_worker_processes(tmp_path, c
     too_many = "[disk,square," + ",".join(f"c{i}" for i in range(254)) + "]"
     with pytest.raises(RecipeError, match="do not fit a uint8 map"):  # raised in a worker, reported here
         run_recipe(recipe, tmp_path / "w3", workers=2, quiet=True, overrides=[f"output.classes={too_many}"])
+
+
+def test_per_record_formats_are_written_in_process_when_no_worker_can_start(tmp_path, coco_dataset, monkeypatch):
+    """E.g. a script without a __main__ guard under the Ray engine: the pool breaks, the
+    labels are still written, the same as one pass."""
+    from concurrent.futures.process import BrokenProcessPool
+
+    import imgsynth.engine.local as local
+
+    text = RECIPE.format(data=coco_dataset, copies=3).replace("formats: [coco, yolo]", "formats: [yolo, voc]")
+    recipe = write_recipe(tmp_path / "recipe.yaml", text)
+    run_recipe(recipe, tmp_path / "w1", workers=1, quiet=True)
+
+    class Broken:
+        def __init__(self, *args, **kwargs):
+            pass
+
+        def __enter__(self):
+            raise BrokenProcessPool("a child process terminated abruptly")
+
+        def __exit__(self, *exc):
+            return False
+
+    shutil.copytree(tmp_path / "w1", tmp_path / "again")
+    for folder in ("labels", "Annotations"):
+        shutil.rmtree(tmp_path / "again" / folder)
+    monkeypatch.setattr(local, "ProcessPoolExecutor", Broken)
+    local.write_formats_in_slices(["yolo", "voc"], tmp_path / "again", tmp_path / "again" / "manifest.jsonl",
+                                  18, ["disk", "square"], load_recipe(recipe).output, 2)
+    assert tree_hashes(tmp_path / "w1") == tree_hashes(tmp_path / "again")
