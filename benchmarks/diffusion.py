@@ -26,12 +26,11 @@ def sd15_random_pipeline(folder: Path):
     """SD 1.5's UNet/VAE/CLIP-L shapes with random weights and the tiny test tokenizer."""
     import torch
     from diffusers import AutoencoderKL, PNDMScheduler, StableDiffusionPipeline, UNet2DConditionModel
-    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
+    from transformers import CLIPTextConfig, CLIPTextModel
 
-    from tests.generate.diffusion_fixtures import write_tiny_tokenizer_files
+    from tests.generate.diffusion_fixtures import tiny_tokenizer
 
-    vocab_file, merges_file = write_tiny_tokenizer_files(folder / "tokenizer_src")
-    tokenizer = CLIPTokenizer(vocab=str(vocab_file), merges=str(merges_file), model_max_length=77)
+    tokenizer = tiny_tokenizer(folder)
     torch.manual_seed(0)
     unet = UNet2DConditionModel(
         sample_size=64, cross_attention_dim=768, attention_head_dim=8, layers_per_block=2,
