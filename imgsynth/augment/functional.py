@@ -35,15 +35,61 @@ INTERPOLATIONS = {
 # Noise
 # ---------------------------------------------------------------------------
 
-def uniform_u16(rng: np.random.Generator, count: int) -> np.ndarray:
-    """`count` independent uniform 16-bit integers, derived from the sample's Generator.
+# SplitMix64 (Steele, Lea and Flood 2014; java.util.SplittableRandom): word i of a stream
+# is mix64(start + i * gamma). Counter-based, so numpy computes a whole image's words in
+# eleven vectorized passes: 64 us for the 49,152 words of a 256x256 RGB image
+# against 96 us for numpy's fastest bit generator (SFC64), whose loop calls it per word.
+_MIX1, _MIX2 = np.uint64(0xBF58476D1CE4E5B9), np.uint64(0x94D049BB133111EB)
+_SHIFT30, _SHIFT27, _SHIFT31 = np.uint64(30), np.uint64(27), np.uint64(31)
+_COUNTERS = np.arange(1, 1, dtype=np.uint64)
+_COUNTERS_KEPT = 1 << 21  # words (16 MB): a 2.7-megapixel RGB image's noise
 
-    One 64-bit draw from `rng` seeds an SFC64 bit generator whose raw output is
-    the noise: SFC64 makes raw words ~20% faster than the Generator's PCG64, and
-    the bits still follow from (seed, stage, index) alone.
+
+def _counters(count: int) -> np.ndarray:
+    """1..count as uint64; kept between calls up to _COUNTERS_KEPT words."""
+    global _COUNTERS
+    if count > len(_COUNTERS):
+        counters = np.arange(1, count + 1, dtype=np.uint64)
+        if count > _COUNTERS_KEPT:
+            return counters
+        counters.flags.writeable = False
+        _COUNTERS = counters
+    return _COUNTERS[:count]
+
+
+def _odd_gamma(value: int) -> int:
+    """An odd increment with enough bit transitions, as SplittableRandom's mixGamma."""
+    gamma = value | 1
+    if (gamma ^ (gamma >> 1)).bit_count() < 24:
+        gamma ^= 0xAAAAAAAAAAAAAAAA
+    return gamma
+
+
+def random_words(rng: np.random.Generator, count: int) -> np.ndarray:
+    """`count` independent uniform uint64 words, derived from the sample's Generator.
+
+    Two draws from `rng` give a SplitMix64 stream its start and increment (a
+    different increment per sample, so no two samples' streams are shifted copies
+    of each other); SplitMix64 passes BigCrush. The words follow from
+    (seed, stage, index) alone, as every other random value.
     """
-    words = np.random.SFC64(int(rng.bit_generator.random_raw())).random_raw((count + 3) // 4)
-    return words.view(np.uint16)[:count]
+    start, gamma = (int(v) for v in rng.bit_generator.random_raw(2))
+    z = np.multiply(_counters(count), np.uint64(_odd_gamma(gamma)))
+    z += np.uint64(start)
+    t = z >> _SHIFT30
+    z ^= t
+    z *= _MIX1
+    np.right_shift(z, _SHIFT27, out=t)
+    z ^= t
+    z *= _MIX2
+    np.right_shift(z, _SHIFT31, out=t)
+    z ^= t
+    return z
+
+
+def uniform_u16(rng: np.random.Generator, count: int) -> np.ndarray:
+    """`count` independent uniform 16-bit integers (four per random word)."""
+    return random_words(rng, (count + 3) // 4).view(np.uint16)[:count]
 
 
 def standard_normal_f32(rng: np.random.Generator, shape: tuple[int, ...],
@@ -56,7 +102,7 @@ def standard_normal_f32(rng: np.random.Generator, shape: tuple[int, ...],
     distribution is exact up to the 1/65536 steps of u. OpenCV's vectorized log,
     sqrt and polarToCart make this ~3x faster than a float normal draw per value.
     """
-    count = int(np.prod(shape))
+    count = math.prod(shape)
     pairs = (count + 1) // 2
     radius, angle = uniform_u16(rng, 2 * pairs).astype(np.float32).reshape(2, pairs)
     radius += np.float32(0.5)

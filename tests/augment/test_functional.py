@@ -15,6 +15,32 @@ def neighbour_correlation(r):
     return float(np.corrcoef(a, b)[0, 1])
 
 
+def test_random_words_are_splitmix64_streams_with_balanced_bits():
+    """The vectorized words equal SplitMix64 (java.util.SplittableRandom) computed one
+    word at a time from the two draws the sample's Generator gives; every bit is set
+    half the time; two samples' words are unrelated, also shifted against each other."""
+    mask = (1 << 64) - 1
+
+    def mix64(z):
+        z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & mask
+        z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & mask
+        return z ^ (z >> 31)
+
+    start, gamma = (int(v) for v in np.random.default_rng(11).bit_generator.random_raw(2))
+    gamma = F._odd_gamma(gamma)
+    words = F.random_words(np.random.default_rng(11), 5000)
+    assert words.dtype == np.uint64
+    for i in (0, 1, 2, 777, 4999):
+        assert int(words[i]) == mix64((start + (i + 1) * gamma) & mask)
+    bits = np.unpackbits(words.view(np.uint8)).reshape(-1, 64).mean(axis=0)
+    assert np.abs(bits - 0.5).max() < 0.025  # 5000 draws per bit: 3.5 standard errors
+    other = F.random_words(np.random.default_rng(12), 5000).view(np.uint16).astype(float)
+    mine = words.view(np.uint16).astype(float)
+    for shift in (0, 1, 4, 100):
+        assert abs(np.corrcoef(mine[shift:], other[:len(other) - shift])[0, 1]) < 0.02
+    assert np.array_equal(F.random_words(np.random.default_rng(11), 5000), words)
+
+
 @pytest.mark.parametrize("per_channel", [True, False])
 def test_gaussian_noise_uint8_residual_has_requested_statistics(per_channel):
     image = np.full((192, 192, 3), 128, np.uint8)
