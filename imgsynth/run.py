@@ -252,7 +252,7 @@ def _check_out_dir(store: Store, resolved: dict[str, Any], resume: bool) -> None
         raise RecipeError("cannot resume: the folder has no recipe.yaml from an imgsynth run",
                           file=str(store), fix="choose a new --out folder")
     saved = yaml.safe_load(store.read_bytes("recipe.yaml"))
-    saved.pop("imgsynth", None)
+    _check_versions(saved.pop("imgsynth", None) or {}, f"{store}/recipe.yaml")
     saved, now = _sample_settings(saved), _sample_settings(resolved)
     if saved != now:
         key = _first_difference(saved, now)
@@ -260,6 +260,23 @@ def _check_out_dir(store: Store, resolved: dict[str, Any], resume: bool) -> None
                           f"with (first difference at '{key}')", file=f"{store}/recipe.yaml",
                           fix="resume with the same recipe, seed and --set values (only output.formats "
                               "and the preview settings may change), or use a new --out")
+
+
+def _check_versions(saved: dict[str, str], file: str) -> None:
+    """A resumed run must make the bytes the first run made: other versions of imgsynth
+    or of the packages that compute pixels (numpy, OpenCV, ...) may not."""
+    now = versions()
+    changed = [name for name in ("imgsynth", *RECORDED_PACKAGES)
+               if name in saved and saved[name] != now.get(name)]
+    if changed:
+        listed = ", ".join(f"{name} {saved[name]} (now {now.get(name, 'not installed')})"
+                           for name in changed)
+        pins = " ".join(f"'{name}=={saved[name]}'" for name in changed if name != "imgsynth")
+        raise RecipeError(f"cannot resume: this folder was made with {listed}; other versions "
+                          "may make other bytes", file=file,
+                          fix="install the versions the folder was made with"
+                              + (f" (pip install {pins})" if pins else "")
+                              + " and resume, or start again in a new --out")
 
 
 # Output keys that only finalize reads: a resumed run may change them (e.g. add a label

@@ -113,6 +113,24 @@ def test_resume_adds_label_formats_to_a_finished_run_without_new_samples(tmp_pat
     assert changed.exit_code == 2 and "output.image_format" in changed.output
 
 
+def test_resume_refuses_a_folder_made_with_other_package_versions(tmp_path, coco_dataset):
+    """Other numpy/OpenCV/imgsynth versions may make other bytes: a resume that mixed them
+    would break byte identity silently, so it exits 2 naming the package and both versions."""
+    recipe, out = _dataset_recipe(tmp_path, coco_dataset), tmp_path / "out"
+    assert _run("run", str(recipe), "--out", str(out), "--count", "2").exit_code == 0
+    saved = (out / "recipe.yaml").read_text()
+    import numpy
+
+    assert f"numpy: {numpy.__version__}" in saved
+    (out / "recipe.yaml").write_text(saved.replace(f"numpy: {numpy.__version__}", "numpy: 1.0.0"))
+    before = tree_hashes(out)
+    result = _run("run", str(recipe), "--out", str(out), "--count", "2", "--resume")
+    assert result.exit_code == 2
+    assert f"numpy 1.0.0 (now {numpy.__version__})" in result.output
+    assert "pip install 'numpy==1.0.0'" in result.output
+    assert tree_hashes(out) == before
+
+
 def test_failing_sample_exits_1_and_resume_completes(tmp_path, coco_dataset):
     victim = sorted((coco_dataset / "images").iterdir())[3]
     good = victim.read_bytes()
