@@ -98,8 +98,8 @@ def standard_normal_f32(rng: np.random.Generator, shape: tuple[int, ...],
 
     Box-Muller on 16-bit uniforms: radius sqrt(-2 ln u1) and angle 2 pi u2, with
     u = (k + 0.5) / 65536, give two independent normal values per pair. The radius
-    reaches 4.7 (the normal has 2.5e-6 of its mass beyond that) and each value's
-    distribution is exact up to the 1/65536 steps of u. OpenCV's vectorized log,
+    reaches 4.85 (a normal value lies beyond that with probability 1.2e-6) and each
+    value's distribution is exact up to the 1/65536 steps of u. OpenCV's vectorized log,
     sqrt and polarToCart make this ~3x faster than a float normal draw per value.
     """
     count = math.prod(shape)
