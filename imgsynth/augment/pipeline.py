@@ -27,6 +27,8 @@ from imgsynth.core.rng import derived_int_seed
 OWN_PREFIX = "imgsynth."
 # albumentations transforms that choose their parameters from the boxes in the data.
 BOX_AWARE = frozenset({"BBoxSafeRandomCrop", "RandomSizedBBoxSafeCrop", "AtLeastOneBBoxRandomCrop"})
+# What AlbumentationsStep passes to a Compose (bboxes only to BOX_AWARE transforms).
+FED_DATA = frozenset({"image", "masks", "keypoints", "bboxes"})
 # albumentations takes cv2 integer constants; recipes may name them instead.
 NAMED_CONSTANTS = {
     "border_mode": F.BORDER_MODES,
@@ -58,11 +60,13 @@ def import_albumentations():
 
 
 def albumentations_names() -> list[str]:
+    """albumentations' image transforms (its 3D volume transforms left out)."""
     A = import_albumentations()
-    from albumentations.core.transforms_interface import BasicTransform
+    from albumentations.core.transforms_interface import BasicTransform, Transform3D
 
     return sorted(name for name in dir(A) if inspect.isclass(getattr(A, name))
                   and issubclass(getattr(A, name), BasicTransform)
+                  and not issubclass(getattr(A, name), Transform3D)
                   and getattr(A, name).__module__.startswith("albumentations.augmentations"))
 
 
@@ -74,6 +78,9 @@ def transform_class(name: str) -> type:
         raise ValueError(f"unknown imgsynth transform '{name}'.{did_you_mean(name, OWN_TRANSFORMS)}"
                          f" imgsynth transforms: {', '.join(sorted(OWN_TRANSFORMS))}")
     names = albumentations_names()
+    if name not in names and _is_3d(name):
+        raise ValueError(f"{name} is an albumentations 3D (volume) transform; imgsynth augments "
+                         f"images: use its 2D counterpart{did_you_mean(name.removesuffix('3D'), names)}")
     if name not in names:
         hint = did_you_mean(name, names + list(OWN_TRANSFORMS))
         raise ValueError(f"unknown transform '{name}'.{hint} Use an albumentations 2.0.8 class name "
@@ -88,6 +95,13 @@ def parameter_names(cls: type) -> list[str]:
             if n != "self" and p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL)]
 
 
+def _is_3d(name: str) -> bool:
+    from albumentations.core.transforms_interface import Transform3D
+
+    cls = getattr(import_albumentations(), name, None)
+    return inspect.isclass(cls) and issubclass(cls, Transform3D)
+
+
 def make_transform(name: str, params: dict[str, Any]):
     """Instantiate a transform from its recipe entry, with messages that name the fix."""
     cls = transform_class(name)
@@ -97,11 +111,17 @@ def make_transform(name: str, params: dict[str, Any]):
             raise ValueError(f"unknown parameter '{key}' for {name}.{did_you_mean(key, allowed)} "
                              f"Parameters of {name}: {', '.join(allowed)}")
     if not name.startswith(OWN_PREFIX):
-        params = {key: _named_constant(key, value) for key, value in params.items()}
+        params = _albumentations_params(name, cls, params)
     try:
         transform = cls(**params)
     except (ValueError, TypeError) as exc:
         raise ValueError(f"invalid parameters for {name}: {_short(exc)}") from None
+    needs = [key for key in getattr(transform, "targets_as_params", []) if key not in FED_DATA]
+    if needs:
+        raise ValueError(
+            f"{name} needs {needs} passed beside each image (reference images, extra elements, or "
+            f"a mask or box chosen by the caller), which a recipe does not provide. Remove it, "
+            "or apply it with albumentations in your own code")
     if getattr(transform, "border_mode", None) in _mirroring_borders():
         raise ValueError(
             f"{name} with a reflecting/wrapping border_mode: albumentations then mirrors objects "
@@ -109,6 +129,23 @@ def make_transform(name: str, params: dict[str, Any]):
             "would disagree. Use border_mode: constant or replicate, or imgsynth.Rotate with "
             "border_mode: reflect (mirrored copies stay unlabeled, labels of the real objects exact)")
     return transform
+
+
+def _albumentations_params(name: str, cls: type, params: dict[str, Any]) -> dict[str, Any]:
+    """cv2 constants by name; distortions move label points by their inverse map."""
+    from albumentations.augmentations.geometric.distortion import BaseDistortion
+
+    params = {key: _named_constant(key, value) for key, value in params.items()}
+    if issubclass(cls, BaseDistortion):
+        # albumentations' default, "mask", paints each point on a canvas and looks for it after
+        # the warp: points on one pixel or pushed out of the image are lost, and the label
+        # points of boxes and polygons could no longer be matched to their objects.
+        if params.get("keypoint_remapping_method", "direct") != "direct":
+            raise ValueError(f"{name} with keypoint_remapping_method: mask loses label points that "
+                             "share a pixel or leave the image, so labels could not be matched; "
+                             "remove it (imgsynth uses 'direct')")
+        params["keypoint_remapping_method"] = "direct"
+    return params
 
 
 def _mirroring_borders() -> tuple[int, ...]:
@@ -153,6 +190,9 @@ class AlbumentationsStep:
         self.image_only = A.Compose([make_transform(n, p) for n, p in entries])
         self.moves_labels = any(isinstance(t, DualTransform) for t in self.image_only.transforms)
         self.needs_boxes = any(name in BOX_AWARE for name, _ in entries)
+        from albumentations.augmentations.geometric.distortion import BaseDistortion
+
+        self.warps_nonlinearly = any(isinstance(t, BaseDistortion) for t in self.image_only.transforms)
         self.labeled = A.Compose(
             [make_transform(n, p) for n, p in entries],
             keypoint_params=A.KeypointParams(format="xy", remove_invisible=False),

@@ -19,7 +19,7 @@ from imgsynth.augment import functional as F
 from imgsynth.augment.pipeline import build_steps, run_steps
 from imgsynth.augment.transforms import Targets
 from imgsynth.core.boxes import box_area, clip_xyxy, is_empty, points_bbox
-from imgsynth.core.masks import mask_area, tight_bbox
+from imgsynth.core.masks import mask_area, mask_polygons, polygons_to_mask, tight_bbox
 from imgsynth.core.sample import Instance, Sample
 from imgsynth.core.stage import SkipSample
 
@@ -32,18 +32,27 @@ class InstanceLayout:
     box_points: slice
     polygons: list[slice] = field(default_factory=list)
     keypoints: slice | None = None
+    helper_mask: bool = False  # a box-only/polygon instance carried as a mask (nonlinear warps)
 
 
 class AugmentStage:
     def __init__(self, config):
         self.config = config
         self.steps = build_steps([(t.name, t.params) for t in config.transforms])
+        # Nonlinear warps (elastic, grid, optical, piecewise affine, thin-plate spline) bend
+        # edges, so a box's corners or a polygon's vertices no longer bound the object.
+        self.warps_nonlinearly = any(getattr(step, "warps_nonlinearly", False) for step in self.steps)
 
     def apply(self, sample: Sample, rng: np.random.Generator) -> Sample:
         if sample.passthrough:
             return sample
         instances = [inst for inst in sample.instances if _has_extent(inst)]
+        helpers = [False] * len(instances)
+        if self.warps_nonlinearly:
+            instances, helpers = _with_helper_masks(instances, *sample.image.shape[:2])
         targets, layouts = instances_to_targets(sample.image, instances, self.config.box_method)
+        for layout, helper in zip(layouts, helpers, strict=True):
+            layout.helper_mask = helper
         targets = run_steps(self.steps, targets, rng)
         kept = targets_to_instances(targets, instances, layouts, min_area=self.config.min_area,
                                     min_visibility=self.config.min_visibility,
@@ -57,6 +66,29 @@ class AugmentStage:
         if dropped:
             meta["augment_dropped_instances"] = meta.get("augment_dropped_instances", 0) + dropped
         return replace(sample, image=targets.image, instances=kept, meta=meta)
+
+
+def _with_helper_masks(instances: list[Instance], height: int,
+                       width: int) -> tuple[list[Instance], list[bool]]:
+    """Instances without a mask get one (their polygons, else the pixels their box covers,
+    at least one), which the warp moves exactly with the image: their box and polygons are
+    then taken from it instead of from moved corners and vertices."""
+    out, helpers = [], []
+    for inst in instances:
+        if inst.mask is not None:
+            out.append(inst)
+            helpers.append(False)
+            continue
+        if inst.polygons:
+            mask = polygons_to_mask(inst.polygons, height, width)
+        else:
+            mask = np.zeros((height, width), dtype=bool)
+            x1, y1, x2, y2 = clip_xyxy(inst.bbox_xyxy, width, height)
+            c1, r1 = min(round(x1), width - 1), min(round(y1), height - 1)
+            mask[r1:max(r1 + 1, round(y2)), c1:max(c1 + 1, round(x2))] = True
+        out.append(replace(inst, mask=mask))
+        helpers.append(True)
+    return out, helpers
 
 
 def _has_extent(inst: Instance) -> bool:
@@ -124,6 +156,9 @@ def targets_to_instances(targets: Targets, instances: list[Instance], layouts: l
             visibility = _mask_visibility(inst.mask, mask, F.box_corner_points(tight_bbox(inst.mask)),
                                           box_points)
             truncated = _touches_border(mask)
+            if layout.helper_mask:
+                polygons = mask_polygons(mask) if inst.polygons is not None else None
+                mask = None
         elif polygons is not None:
             mask = None
             box = points_bbox(np.concatenate(polygons)) if polygons else None

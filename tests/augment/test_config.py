@@ -47,6 +47,21 @@ def test_border_modes_by_name_and_mirroring_rejected():
     assert "Did you mean 'replicate'" in recipe_error([{"name": "Rotate", "border_mode": "replicat"}])
 
 
+def test_transforms_a_recipe_cannot_feed_are_refused_when_the_recipe_loads():
+    """Before, these failed at the first sample (exit 1 after the run had started), or,
+    for distortions with albumentations' default keypoint method, lost label points."""
+    text = recipe_error([{"name": "FDA"}])
+    assert "stages.0.transforms.1" in text and "fda_metadata" in text and "Remove it" in text
+    assert "'mask'" in recipe_error([{"name": "MaskDropout"}])
+    text = recipe_error([{"name": "CoarseDropout3D"}])
+    assert "3D (volume) transform" in text and "Did you mean 'CoarseDropout'?" in text
+    text = recipe_error([{"name": "ElasticTransform", "keypoint_remapping_method": "mask"}])
+    assert "loses label points" in text
+    recipe = parse_recipe({"source": DATASET, "stages": [{"type": "augment", "transforms": [
+        {"name": "GridDistortion"}]}]})
+    assert recipe.stages[0].transforms[0].name == "GridDistortion"
+
+
 def test_albumentations_stages_import_neither_torch_nor_the_network():
     """Every worker builds its stages: albumentations' PyPI version check and its torch
     import (ToTensorV2) would cost a network request and ~500 MB per worker."""

@@ -50,6 +50,40 @@ def test_rotated_box_is_the_tight_box_of_the_rotated_mask(transform):
         assert x2 >= seen[2] - 0.5 and y2 >= seen[3] - 0.5
 
 
+@pytest.mark.parametrize("transform", [
+    {"name": "ElasticTransform", "alpha": 100, "sigma": 8, "p": 1},
+    {"name": "GridDistortion", "distort_limit": 0.3, "p": 1},
+    {"name": "OpticalDistortion", "distort_limit": 0.5, "p": 1},
+    {"name": "PiecewiseAffine", "scale": [0.03, 0.05], "p": 1},
+    {"name": "ThinPlateSpline", "scale_range": [0.2, 0.3], "p": 1},
+])
+def test_nonlinear_warps_move_box_only_and_polygon_objects_as_their_pixels(transform):
+    """A warp bends edges, so a box's corners no longer bound the object (thin-plate spline
+    moved them up to 52 px off). Box-only and polygon objects now follow the same warp as a
+    mask of their pixels: their box equals that of the same object given as a mask, and the
+    polygons come back around the warped pixels. Before, these transforms also lost label
+    points (albumentations' 'mask' keypoint method) and every sample failed."""
+    h, w = 96, 128
+    image = np.random.default_rng(0).integers(0, 256, (h, w, 3), dtype=np.uint8)
+    mask = np.zeros((h, w), bool)
+    mask[20:60, 30:80] = True
+    box = (30.0, 20.0, 80.0, 60.0)
+    square = np.array([[30.5, 20.5], [79.5, 20.5], [79.5, 59.5], [30.5, 59.5]])  # its pixel centres
+    st = stage([transform])
+    for i in range(4):
+        sample = Sample(index=i, image=image, instances=[
+            Instance("m", box, mask=mask), Instance("b", box), Instance("p", box, polygons=[square])])
+        out = st.apply(sample, sample_rng(0, "w", i))
+        by_mask, by_box, by_polygon = out.instances
+        assert by_box.bbox_xyxy == by_mask.bbox_xyxy
+        assert by_polygon.bbox_xyxy == by_mask.bbox_xyxy
+        assert by_box.mask is None and by_polygon.mask is None and by_box.polygons is None
+        points = np.concatenate(by_polygon.polygons)
+        x1, y1, x2, y2 = by_mask.bbox_xyxy
+        assert points[:, 0].min() == x1 + 0.5 and points[:, 0].max() == x2 - 0.5
+        assert points[:, 1].min() == y1 + 0.5 and points[:, 1].max() == y2 - 0.5
+
+
 def test_ellipse_method_is_tighter_than_largest_box():
     rotate = {"name": "imgsynth.Rotate", "limit": [45, 45], "p": 1}
     sample = Sample(index=0, image=np.zeros((60, 60, 3), np.uint8),
