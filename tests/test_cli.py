@@ -131,6 +131,16 @@ def test_resume_refuses_a_folder_made_with_other_package_versions(tmp_path, coco
     assert tree_hashes(out) == before
 
 
+def test_normalized_pixels_are_not_written_as_an_image(tmp_path):
+    """albumentations Normalize makes pixels around 0 (-2..2.6): they used to be clipped to
+    0..1 and written as a black-and-white picture, exit 0."""
+    result = _run("run", "recipes/augment.yaml", "--out", str(tmp_path / "out"), "--count", "1",
+                  "--set", "stages.0.transforms=[{name: Normalize}]")
+    assert result.exit_code == 1
+    assert "not [0, 1]" in result.output and "normalize in the DataLoader" in result.output
+    assert not (tmp_path / "out" / "images").exists()
+
+
 def test_failing_sample_exits_1_and_resume_completes(tmp_path, coco_dataset):
     victim = sorted((coco_dataset / "images").iterdir())[3]
     good = victim.read_bytes()

@@ -113,6 +113,10 @@ def _like(original, array: np.ndarray):
     if _is_pil(original):
         from PIL import Image
 
+        if array.dtype != np.uint8:
+            raise TypeError(f"the recipe made {array.dtype} pixels (Normalize, ToFloat, ...), which a "
+                            "PIL image cannot hold: pass the image as a tensor or numpy array "
+                            "(e.g. torchvision.transforms.v2.functional.pil_to_tensor) to get them")
         return Image.fromarray(array[:, :, 0] if array.shape[2] == 1 else array)
     if isinstance(original, torch.Tensor):
         result = torch.from_numpy(np.ascontiguousarray(array)).permute(2, 0, 1).to(original.device)

@@ -91,6 +91,11 @@ def _to_uint8(image: np.ndarray) -> np.ndarray:
     if image.dtype == np.uint8:
         return image
     if np.issubdtype(image.dtype, np.floating):
+        low, high = float(image.min()), float(image.max())
+        if low < -1e-3 or high > 1.0 + 1e-3:  # e.g. albumentations Normalize: not a picture any more
+            raise ValueError(f"a stage returned float pixels in [{low:.3g}, {high:.3g}], not [0, 1] "
+                             "(Normalize and similar transforms make training tensors, not images): "
+                             "remove it from the run's recipe and normalize in the DataLoader")
         return np.clip(np.rint(image * 255.0), 0, 255).astype(np.uint8)
     raise TypeError(f"a stage returned a {image.dtype} image; stages return uint8 or float32 in [0, 1]")
 

@@ -130,6 +130,22 @@ def test_pil_images_of_any_mode_come_back_as_pil_with_their_colours():
     assert gray.mode == "L" and np.asarray(gray).min() == 255
 
 
+def test_normalize_in_a_dataloader_recipe_gives_float_tensors_and_a_fix_for_pil():
+    """Normalize belongs in a DataLoader recipe: tensors come back normalized with their boxes
+    moved; a PIL image cannot hold such pixels (PIL raised 'Cannot handle this data type')."""
+    from PIL import Image
+
+    transform = RecipeTransform(FLIP + [{"name": "Normalize"}])
+    image = torch.full((3, 8, 10), 255, dtype=torch.uint8)
+    out, target = transform(image, {"boxes": torch.tensor([[0.0, 0.0, 4.0, 8.0]]),
+                                    "labels": torch.tensor([1])}, index=0)
+    assert out.dtype == torch.float32
+    assert out[0].max().item() == pytest.approx((1 - 0.485) / 0.229, rel=1e-4)
+    assert target["boxes"].tolist() == [[6.0, 0.0, 10.0, 8.0]]
+    with pytest.raises(TypeError, match="pass the image as a tensor"):
+        transform(Image.fromarray(np.zeros((8, 10, 3), np.uint8)), index=0)
+
+
 @pytest.mark.parametrize("fmt", ["XYWH", "CXCYWH"])
 def test_torchvision_bounding_boxes_keep_their_format_and_get_the_new_canvas(fmt):
     from torchvision import tv_tensors
