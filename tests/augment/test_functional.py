@@ -143,9 +143,27 @@ def test_rotation_expand_keeps_the_whole_image():
     out = F.affine_image(image, matrix, h, w, interpolation="nearest")
     assert (out == 200).all()
     _, h45, w45 = F.rotation_matrix(45.0, 40, 60, expand=True)
-    assert (h45, w45) == (71, 71)
+    assert (h45, w45) == (72, 72)  # 70.7 rounded up to the input's (even) parity
     _, hc, wc = F.rotation_matrix(45.0, 40, 60, expand=False)
     assert (hc, wc) == (40, 60)
+
+
+@pytest.mark.parametrize("height, width", [(41, 60), (40, 61), (41, 61), (40, 60)])
+def test_expanded_canvas_keeps_the_pixel_grid(height, width):
+    """Quarter turns with expand are np.rot90 exactly (the canvas is the swapped size), and
+    any other angle gives a canvas whose size differs from the input's by an even number of
+    pixels per axis: the centre stays on the input's grid, so a rotation and its inverse
+    shift labels by whole pixels."""
+    image = np.random.default_rng(0).integers(0, 256, (height, width), dtype=np.uint8)
+    for angle, k in ((90, 1), (180, 2), (-90, 3), (270, 3)):
+        matrix, h, w = F.rotation_matrix(angle, height, width, expand=True)
+        out = F.affine_image(image, matrix, h, w, interpolation="nearest")
+        assert np.array_equal(out, np.rot90(image, k))
+    for angle in (1.0, 17.5, 30.0, -30.0, 44.9, 135.0, 200.0):
+        matrix, h, w = F.rotation_matrix(angle, height, width, expand=True)
+        assert (h - height) % 2 == 0 and (w - width) % 2 == 0
+        centre = F.affine_points(np.array([[width / 2, height / 2]]), matrix)
+        assert np.allclose(centre, [[w / 2, h / 2]])
 
 
 @pytest.mark.parametrize("mode,corner", [("constant", 0), ("replicate", 255)])
