@@ -2,8 +2,11 @@
 
 Randomness is a function of (seed, epoch, index) only, so results are identical for
 any num_workers and worker order, differ between epochs (`set_epoch`), and need no
-worker_init_fn. OpenCV is set to one thread in each DataLoader worker (workers are
-the parallelism; cv2's own threads would oversubscribe the CPU).
+worker_init_fn. OpenCV runs one thread in each DataLoader worker (workers are the
+parallelism; cv2's own threads would oversubscribe the CPU). Forked workers never hang on
+the parent's OpenCV thread pool: importing this module registers the fork hook of
+imgsynth.core.fork, which closes the pool before each fork (the parent keeps its threads),
+so a forked worker starts with one thread; a spawned one sets it (a fresh pool is safe).
 
 Images: HxW(xC) uint8 or float32 (0..1) numpy arrays, CxHxW uint8 or float tensors
 (also torchvision's tv_tensors.Image) and PIL images (any mode; palette, CMYK and 16-bit
@@ -23,9 +26,12 @@ import numpy as np
 import torch
 
 from imgsynth.core.boxes import box_area
+from imgsynth.core.fork import make_opencv_fork_safe
 from imgsynth.core.masks import tight_bbox
 from imgsynth.core.rng import derived_int_seed, sample_rng
 from imgsynth.core.sample import Instance, Sample
+
+make_opencv_fork_safe()  # before any DataLoader can fork a worker from this process
 
 
 def _augment_config(recipe: Any):
@@ -50,6 +56,8 @@ def _augment_config(recipe: Any):
 
 
 def _one_cv2_thread_per_worker() -> None:
+    # A forked worker already has one thread (imgsynth.core.fork), so this never calls
+    # setNumThreads in a forked child; a spawned worker's pool is its own.
     if torch.utils.data.get_worker_info() is not None:
         import cv2
 
@@ -264,8 +272,7 @@ class AugmentedDataset(torch.utils.data.Dataset):
 
     Item i of epoch e is always augmented the same way, whichever worker loads it.
     Call `set_epoch(e)` before each epoch (as with DistributedSampler); workers kept
-    alive with `persistent_workers=True` see it too. Creating it sets OpenCV to one
-    thread in this process (see __init__).
+    alive with `persistent_workers=True` see it too.
     """
 
     def __init__(self, dataset, recipe: Any, seed: int = 0):
@@ -274,11 +281,6 @@ class AugmentedDataset(torch.utils.data.Dataset):
         # A shared-memory tensor rather than an int: persistent DataLoader workers hold a
         # copy of this object, and only shared memory carries set_epoch over to them.
         self._epoch = torch.zeros((), dtype=torch.int64).share_memory_()
-        # OpenCV's thread pool does not survive fork(): a forked worker hangs in its first
-        # cv2 call if this process ran cv2 with threads. One thread here closes the pool.
-        import cv2
-
-        cv2.setNumThreads(1)
 
     @property
     def epoch(self) -> int:

@@ -23,6 +23,10 @@ num_workers), and each reader shuffles its samples through a buffer seeded by
 (seed, epoch, r). Every sample comes exactly once per epoch over all ranks. Readers beyond
 the shard count get nothing, so write at least R shards (output.shard_size).
 
+Forked DataLoader workers never hang on the parent's OpenCV thread pool, whatever the
+parent ran before: importing this module registers imgsynth.core.fork's hook, which closes
+the pool before each fork (for `transform` functions calling OpenCV too).
+
 Importing this module imports torch; `import imgsynth` alone never does.
 """
 
@@ -38,9 +42,12 @@ import numpy as np
 import torch
 
 from imgsynth.core.errors import InputError
+from imgsynth.core.fork import make_opencv_fork_safe
 from imgsynth.core.rng import sample_rng
 from imgsynth.io.image import decode_image
 from imgsynth.io.writers.shards import CLASSES_NAME, INDEX_NAME, SHARD_DIR
+
+make_opencv_fork_safe()  # before any DataLoader can fork a worker from this process
 
 
 def iter_tar_samples(path: Path) -> Iterator[dict[str, bytes]]:
