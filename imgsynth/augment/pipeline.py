@@ -14,6 +14,7 @@ import inspect
 import os
 import random
 import sys
+import threading
 from dataclasses import replace
 from typing import Any
 
@@ -46,17 +47,21 @@ def import_albumentations():
       ~1.2 s and ~500 MB per process. albumentations skips that module when its import
       fails, so it is blocked for the moment of the import and importable again after.
     """
-    if "albumentations" not in sys.modules:
-        os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
-        blocked = "albumentations.pytorch" not in sys.modules
-        if blocked:
-            sys.modules["albumentations.pytorch"] = None  # an import of it raises ImportError
-        try:
-            import albumentations  # noqa: F401 - registered in sys.modules
-        finally:
+    with _ALBUMENTATIONS_IMPORT:  # another thread may be halfway through this import
+        if "albumentations" not in sys.modules:
+            os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
+            blocked = "albumentations.pytorch" not in sys.modules
             if blocked:
-                del sys.modules["albumentations.pytorch"]
-    return sys.modules["albumentations"]
+                sys.modules["albumentations.pytorch"] = None  # an import of it raises ImportError
+            try:
+                import albumentations  # noqa: F401 - registered in sys.modules
+            finally:
+                if blocked:
+                    del sys.modules["albumentations.pytorch"]
+        return sys.modules["albumentations"]
+
+
+_ALBUMENTATIONS_IMPORT = threading.Lock()
 
 
 def albumentations_names() -> list[str]:
