@@ -10,6 +10,9 @@ functions that need them. The numbered steps:
 3. plan_prompt: per image, a template and slot values drawn from the sample's Generator.
 4. run_text2image / run_image2image: one pipeline call; every image has its own seed and
    its own CPU torch.Generator, so its noise does not depend on the batch it ran in.
+
+`regenerate(out_dir, index)` makes one image of a finished run again through the same
+steps, with the settings of the run's saved recipe.yaml.
 """
 
 from __future__ import annotations
@@ -18,14 +21,16 @@ import dataclasses
 import hashlib
 import os
 import re
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from imgsynth.core.errors import MissingModelError, RecipeError, did_you_mean
-from imgsynth.core.rng import derived_int_seed
+from imgsynth.core.errors import InputError, MissingModelError, RecipeError, did_you_mean
+from imgsynth.core.rng import derived_int_seed, sample_rng
 from imgsynth.core.sample import Sample
 from imgsynth.core.stage import SkipSample
 from imgsynth.generate.diffusion_config import (
@@ -36,6 +41,8 @@ from imgsynth.generate.diffusion_config import (
 )
 
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
+# Pages of huggingface.co (huggingface.co/models is the model list), never a repository owner.
+_HUB_PAGES = frozenset({"models", "datasets", "spaces"})
 
 # Generators live on the CPU: the initial noise of a seed is then the same on every
 # device (diffusers' reproducibility advice), at a negligible cost per image.
@@ -78,6 +85,15 @@ def hub_offline() -> bool:
     return os.environ.get("HF_HUB_OFFLINE", "").strip().upper() in ("1", "ON", "YES", "TRUE")
 
 
+def reads_as_hub_id(model: str) -> bool:
+    """`owner/name` that can only mean a hub repository: not a path (./, /, ~, more parts, one
+    name), and its owner neither a folder here nor one of the hub's own pages (models/...)."""
+    if not _HUB_ID.match(model):
+        return False
+    owner = model.split("/", 1)[0]
+    return owner not in _HUB_PAGES and not Path(owner).is_dir()
+
+
 def model_config_sha256(folder: Path) -> str:
     """Identifies a checkpoint's architecture and scheduler without hashing gigabytes of weights."""
     digest = hashlib.sha256()
@@ -89,14 +105,33 @@ def model_config_sha256(folder: Path) -> str:
     return digest.hexdigest()
 
 
-def _fetch_fix(model: str) -> str:
+def _fetch_fix(model: str, allow_download: bool = False) -> str:
+    """How to get the files: for a folder, where to put them; for a hub id, the hf command."""
+    if not reads_as_hub_id(model):
+        folder = Path(model).expanduser().absolute()
+        return (f"put a complete diffusers checkpoint (the folder holding model_index.json, unet/, "
+                f"vae/, text_encoder/, tokenizer/, scheduler/) at {folder}, e.g. on a machine with "
+                f"internet `hf download stable-diffusion-v1-5/stable-diffusion-v1-5 --local-dir {model}` "
+                "and copy the folder here (relative paths start from the folder imgsynth runs in)")
     from huggingface_hub.constants import HF_HUB_CACHE
 
-    local = f"models/{model.rstrip('/').split('/')[-1]}"
-    return (f"as a hub id: on a machine with internet run `hf download {model} --local-dir {local}` "
+    local = f"models/{model.split('/')[-1]}"
+    return (f"on a machine with internet run `hf download {model} --local-dir {local}` "
             f"(older huggingface_hub: `huggingface-cli download ...`), copy {local} here and set "
             f"model: {local}; or fill the hub cache ({HF_HUB_CACHE}, moved by HF_HOME/HF_HUB_CACHE) "
-            "with `hf download " + model + "`; or set allow_download: true")
+            f"with `hf download {model}`" + ("; or set allow_download: true" if not allow_download
+                                             else "; or unset HF_HUB_OFFLINE" if hub_offline() else ""))
+
+
+def _why_not_fetched(allow_download: bool, exc: Exception) -> str:
+    """What actually kept a hub id from being found: only what is true of this process."""
+    if not allow_download:
+        return "allow_download is false"
+    if hub_offline():
+        return f"HF_HUB_OFFLINE={os.environ['HF_HUB_OFFLINE']} is set, which wins over allow_download"
+    said = " ".join(str(exc).split())
+    said = said if len(said) <= 160 else said[:160] + "..."
+    return f"allow_download is true, but the download failed: {type(exc).__name__}: {said}"
 
 
 def resolve_model(model: str, revision: str | None, allow_download: bool, *, key: str) -> ModelRef:
@@ -109,26 +144,26 @@ def resolve_model(model: str, revision: str | None, allow_download: bool, *, key
                 fix="point model at the folder that holds model_index.json (a diffusers "
                 "save_pretrained / `hf download` folder); single .safetensors/.ckpt files are not supported")
         return ModelRef(model, folder, None, model_config_sha256(folder))
-    if not _HUB_ID.match(model):
-        raise MissingModelError(f"model folder '{model}' not found", key=key,
-                                fix="check the path (relative paths start from the current folder)")
+    if not reads_as_hub_id(model):
+        raise MissingModelError(f"model folder '{model}' not found ({folder.absolute()})", key=key,
+                                fix=_fetch_fix(model))
     try:
         if allow_download and not hub_offline():
             from diffusers import DiffusionPipeline
 
-            folder = Path(DiffusionPipeline.download(model, revision=revision))
+            with libraries_quiet():  # its notes ("Couldn't connect...") are in the error below
+                folder = Path(DiffusionPipeline.download(model, revision=revision))
         else:
             from huggingface_hub import snapshot_download
 
             folder = Path(snapshot_download(model, revision=revision, local_files_only=True))
     except (OSError, ValueError) as exc:  # LocalEntryNotFoundError, HTTP errors are OSErrors
-        why = "HF_HUB_OFFLINE is set" if allow_download else "allow_download is false"
+        why = _why_not_fetched(allow_download, exc)
         raise MissingModelError(
-            f"model '{model}': no such folder under {Path.cwd()}, and no hub repository of that "
-            f"name in the local Hugging Face cache ({why}; {type(exc).__name__})", key=key,
-            fix=f"as a folder: put a diffusers checkpoint (the folder holding model_index.json) "
-            f"at {folder}, e.g. `hf download stable-diffusion-v1-5/stable-diffusion-v1-5 "
-            f"--local-dir {folder}` on a machine with internet; {_fetch_fix(model)}") from None
+            f"hub model '{model}' is not in the local Hugging Face cache ({why}), "
+            f"and there is no folder {folder.absolute()}", key=key,
+            fix=f"{_fetch_fix(model, allow_download)}. Meant as a folder: put the checkpoint at "
+            f"{folder.absolute()}") from None
     if not (folder / "model_index.json").is_file():
         raise MissingModelError(f"hub model '{model}' has no model_index.json: not a diffusers pipeline",
                                 key=key, fix="use a diffusers-format repository")
@@ -160,9 +195,32 @@ def load_model(options: PipelineOptions, *, key: str) -> LoadedModel:
     cache_key = (str(ref.folder.resolve()), device, dtype, options.safety_checker, options.channels_last,
                  options.compile, options.vae_slicing, options.vae_tiling, options.cpu_offload)
     if cache_key not in _MODELS:
-        pipe = _load_pipeline(ref, device, dtype, options, key=key)
+        with libraries_quiet():
+            pipe = _load_pipeline(ref, device, dtype, options, key=key)
         _MODELS[cache_key] = LoadedModel(pipe, ref, device, dtype, dict(pipe.scheduler.config))
     return _MODELS[cache_key]
+
+
+@contextmanager
+def libraries_quiet() -> Iterator[None]:
+    """diffusers' and transformers' loading bars and notes off while a pipeline loads (a run
+    shows its own progress, even --quiet printed theirs; an error still says what failed),
+    as they were afterwards."""
+    from diffusers.utils import logging as diffusers_logging
+    from transformers.utils import logging as transformers_logging
+
+    saved = [(lib, lib.is_progress_bar_enabled(), lib.get_verbosity())
+             for lib in (diffusers_logging, transformers_logging)]
+    for lib, _, _ in saved:
+        lib.disable_progress_bar()
+        lib.set_verbosity_error()
+    try:
+        yield
+    finally:
+        for lib, bars, level in saved:
+            if bars:
+                lib.enable_progress_bar()
+            lib.set_verbosity(level)
 
 
 def _load_pipeline(ref: ModelRef, device: str, dtype: str, options: PipelineOptions, *, key: str) -> Any:
@@ -286,6 +344,16 @@ def run_image2image(pipe: Any, image: np.ndarray, prompt: str, negative_prompt: 
     return result, _nsfw_flags(output, 1)[0]
 
 
+def _threads_meta(device: str) -> dict[str, int]:
+    """On a CPU the number of torch threads changes how convolutions add up (a pixel can end
+    1 level apart), so it is recorded with each image and `regenerate` runs with it."""
+    if device != "cpu":
+        return {}
+    import torch
+
+    return {"torch_threads": torch.get_num_threads()}
+
+
 def _settings_meta(model: LoadedModel, pipe: Any, options: PipelineOptions) -> dict[str, Any]:
     import diffusers
 
@@ -361,13 +429,14 @@ class DiffusionSource:
             [p.seed for p in plans], steps=self.config.steps, guidance_scale=self.config.guidance_scale,
             width=self.width, height=self.height)
         batch = {"batch": list(indices)} if len(indices) > 1 else {}
+        threads = _threads_meta(self.model.device)
         results: list[Sample | SkipSample] = []
         for plan, image, nsfw in zip(plans, images, flagged, strict=True):
             if nsfw:
                 results.append(SkipSample("safety_checker", f"seed {plan.seed}, prompt {plan.prompt!r}"))
                 continue
             meta = {"prompt": plan.prompt, "negative_prompt": plan.negative_prompt, "seed": plan.seed,
-                    "template": plan.template, "slots": plan.slots, **self.settings, **batch}
+                    "template": plan.template, "slots": plan.slots, **self.settings, **threads, **batch}
             results.append(Sample(index=plan.index, image=image, label=plan.label, meta=meta))
         return results
 
@@ -403,7 +472,53 @@ class Img2ImgStage:
             raise SkipSample("safety_checker", f"seed {seed}, prompt {prompt!r}")
         record = {"prompt": prompt, "negative_prompt": self.config.negative_prompt, "seed": seed,
                   "template": template, "slots": values, **self.settings,
-                  "boxes_kept": self.config.keep_boxes}
+                  **_threads_meta(self.model.device), "boxes_kept": self.config.keep_boxes}
         return dataclasses.replace(
             sample, image=image, instances=list(sample.instances) if self.config.keep_boxes else [],
             meta={**sample.meta, "diffuse_img2img": record})
+
+
+def regenerate(out_dir: str | os.PathLike, index: int) -> np.ndarray:
+    """The image of sample `index` of a finished run with a `diffuse` source, made again
+    (HxWx3 uint8): the same bytes as the run's image on the same kind of device with the same
+    library versions (images/ holds it as made when the recipe has no stages).
+
+    Exact by construction: the pipeline is loaded from the run's saved recipe.yaml through
+    the run's own code (model, dtype, device, scheduler, memory format, VAE and compile
+    options), the seed and prompt are drawn again as the run drew them, the images that
+    shared the pipeline call (`batch`) are made with it, and on a CPU the run's torch thread
+    count is used.
+    """
+    import torch
+
+    from imgsynth.io.writers.manifest import ManifestRecords
+    from imgsynth.recipes.load import load_recipe, stage_names
+
+    out = Path(out_dir)
+    recipe = load_recipe(out / "recipe.yaml")
+    if not isinstance(recipe.source, DiffuseConfig):
+        raise RecipeError(f"the run's source is '{recipe.source.type}', not diffuse",
+                          file=str(out / "recipe.yaml"),
+                          fix="give the folder of a run whose recipe has a `type: diffuse` source")
+    manifest = out / "manifest.jsonl"
+    record = next((r for r in ManifestRecords(manifest) if r["index"] == index), None)
+    if record is None:
+        raise InputError(f"no written image has index {index}", file=str(manifest),
+                         fix="give the 'index' of a manifest entry (file id - 1)")
+    meta = record["meta"]
+    group = meta.get("batch", [index])
+    source_name = stage_names(recipe)[0]
+    source = DiffusionSource(recipe.source)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(meta.get("torch_threads", threads))
+    try:
+        made = source.generate_batch(group, [sample_rng(recipe.seed, source_name, i) for i in group])
+    finally:
+        torch.set_num_threads(threads)
+    image = made[group.index(index)]
+    recorded = (meta["seed"], meta["prompt"])
+    if isinstance(image, SkipSample) or (image.meta["seed"], image.meta["prompt"]) != recorded:
+        raise InputError(f"recipe.yaml does not give image {index} its recorded seed and prompt",
+                         file=str(out / "recipe.yaml"),
+                         fix="use the recipe.yaml the run saved beside this manifest, unchanged")
+    return image.image

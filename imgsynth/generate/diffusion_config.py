@@ -27,6 +27,10 @@ SCHEDULERS: tuple[str, ...] = (
 )
 
 
+# YAML 1.1's boolean words (what PyYAML reads as true/false when unquoted).
+_SWITCH_WORDS = {"on": True, "yes": True, "true": True, "off": False, "no": False, "false": False}
+
+
 def template_slots(template: str) -> list[str]:
     """Slot names of a prompt template in order of appearance ('{class}' included)."""
     names = []
@@ -92,6 +96,17 @@ class PipelineOptions(StageConfig):
         "default", description="default: run the checkpoint's safety checker when it has one "
         "(SD 1.x does, SDXL does not); flagged images are skipped (reason safety_checker), "
         "never written black. off: do not load it.")
+
+    @field_validator("safety_checker", mode="before")
+    @classmethod
+    def _switch_words(cls, value: Any) -> Any:
+        """YAML reads an unquoted `off`/`no` as false: a switch word means the same as the
+        boolean it is, quoted or not."""
+        if isinstance(value, str) and value.strip().lower() in _SWITCH_WORDS:
+            value = _SWITCH_WORDS[value.strip().lower()]
+        if isinstance(value, bool):
+            return "default" if value else "off"
+        return value
 
     @field_validator("scheduler")
     @classmethod

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -112,24 +113,67 @@ def test_run_writes_labeled_images_and_records_prompt_seed_model(tmp_path, tiny_
     assert "images/00000001.png,cat" in (out / "labels.csv").read_text()
 
 
-def test_one_image_regenerates_from_its_manifest_entry_with_plain_diffusers(tmp_path, tiny_sd_model):
+def _documented_snippets() -> list[str]:
+    """The Python blocks of docs/diffusion.md's 'Regenerating one image' section, as written."""
+    text = (Path(__file__).resolve().parents[2] / "docs" / "diffusion.md").read_text()
+    section = text.split("### Regenerating one image", 1)[1].split("\n#", 1)[0]
+    blocks = re.findall(r"```python\n(.*?)```", section, flags=re.S)
+    assert len(blocks) == 2  # imgsynth's regenerate, and the same in plain diffusers
+    return blocks
+
+
+def test_documented_regeneration_gives_the_runs_bytes_with_channels_last(tmp_path, tiny_sd_model,
+                                                                       monkeypatch):
+    """Both documented ways (imgsynth.generate.diffusion.regenerate and the plain-diffusers
+    code), run as the docs write them, give every image's bytes under the default
+    channels_last: true. The plain snippet used to leave the memory format out: 1 pixel of
+    an image was 1 level off, since convolutions round differently in channels_last."""
+    out = tmp_path / "out" / "diffusion"
+    recipe = _recipe(tmp_path, tiny_sd_model)
+    recipe.write_text(recipe.read_text().replace("images_per_class: 2", "images_per_class: 6"))
+    result = runner.invoke(app, ["run", str(recipe), "--out", str(out), "--quiet"])
+    assert result.exit_code == 0, result.output
+    saved = yaml.safe_load((out / "recipe.yaml").read_text())
+    assert saved["source"]["channels_last"] is True
+    records = [json.loads(line) for line in (out / "manifest.jsonl").read_text().splitlines()]
+    assert len(records) == 12
+    monkeypatch.chdir(tmp_path)  # the snippets name the run folder out/diffusion
+    for snippet in _documented_snippets():
+        for record in records:
+            code = re.sub(r"(?m)^index = \d+", f"index = {record['index']}", snippet)
+            namespace: dict = {}
+            exec(compile(code, "docs/diffusion.md", "exec"), namespace)  # noqa: S102 - the docs' own code
+            pixels = namespace["pixels"]
+            written = (out / record["image"]).read_bytes()
+            png = encode_image(pixels, "png", png_deflate=saved["output"]["png_deflate"])
+            assert png == written, (snippet.splitlines()[0], record["index"])
+
+
+@pytest.mark.parametrize("batch_size, run_threads", [(1, 2), (3, 1)])
+def test_regenerate_uses_the_runs_threads_and_batches(tmp_path, tiny_sd_model, batch_size, run_threads):
+    """On a CPU the torch thread count changes how convolutions add up (images of a 2-thread
+    run were 1 level off in a pixel when made again with 1 thread), and a batch rounds
+    unlike single images: the manifest records both, and regenerate applies them, leaving
+    the caller's thread count as it was."""
     import torch
-    from diffusers import StableDiffusionPipeline
+
+    from imgsynth.generate.diffusion import regenerate
 
     out = tmp_path / "out"
-    result = runner.invoke(app, ["run", str(_recipe(tmp_path, tiny_sd_model)), "--out", str(out), "--quiet"])
+    recipe = _recipe(tmp_path, tiny_sd_model, source_extra=f"  batch_size: {batch_size}")
+    recipe.write_text(recipe.read_text().replace("images_per_class: 2", "images_per_class: 6"))
+    torch.set_num_threads(run_threads)
+    try:
+        result = runner.invoke(app, ["run", str(recipe), "--out", str(out), "--quiet"])
+    finally:
+        torch.set_num_threads(1)
     assert result.exit_code == 0, result.output
-    record = [json.loads(line) for line in (out / "manifest.jsonl").read_text().splitlines()][2]
-    meta = record["meta"]
-    pipe = StableDiffusionPipeline.from_pretrained(meta["model"], local_files_only=True)
-    image = pipe(prompt=meta["prompt"], negative_prompt=meta["negative_prompt"],
-                 num_inference_steps=meta["steps"], guidance_scale=meta["guidance_scale"],
-                 width=record["width"], height=record["height"], output_type="np",
-                 generator=torch.Generator(meta["generator_device"]).manual_seed(meta["seed"])).images[0]
-    pixels = np.clip(np.round(image * 255.0), 0, 255).astype(np.uint8)
-    assert np.array_equal(pixels, decode_image(out / record["image"]))
-    deflate = yaml.safe_load((out / "recipe.yaml").read_text())["output"]["png_deflate"]
-    assert encode_image(pixels, "png", png_deflate=deflate) == (out / record["image"]).read_bytes()
+    records = [json.loads(line) for line in (out / "manifest.jsonl").read_text().splitlines()]
+    assert {r["meta"]["torch_threads"] for r in records} == {run_threads}
+    assert records[4]["meta"].get("batch", [4]) == ([3, 4, 5] if batch_size == 3 else [4])
+    for record in records:
+        assert np.array_equal(regenerate(out, record["index"]), decode_image(out / record["image"]))
+    assert torch.get_num_threads() == 1
 
 
 def test_batches_keep_seeds_and_prompts_and_regenerate_byte_exact(tiny_sd_model):
@@ -206,6 +250,90 @@ def test_missing_model_exits_2_with_the_fetch_command(tmp_path, tiny_sd_model):
         assert not (tmp_path / "out" / "images").exists()
     with pytest.raises(MissingModelError, match="not a diffusers pipeline"):
         _source(tiny_sd_model.parent)  # a folder without model_index.json
+
+
+def _missing_model_text(model: str, allow_download: bool = False) -> str:
+    from imgsynth.generate.diffusion import resolve_model
+
+    with pytest.raises(MissingModelError) as error:
+        resolve_model(model, None, allow_download, key="source.model")
+    return str(error.value)
+
+
+def test_missing_model_message_says_only_what_is_true(tmp_path, monkeypatch):
+    """Why a hub id was not found is what holds in this process: allow_download false, or
+    HF_HUB_OFFLINE set, or the download failed (it said 'HF_HUB_OFFLINE is set' whenever
+    allow_download was true, set or not)."""
+    import diffusers
+
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hub"))
+    text = _missing_model_text("nobody-here/no-such-model")
+    assert "allow_download is false" in text and "HF_HUB_OFFLINE" not in text.split("fix:")[0]
+    text = _missing_model_text("nobody-here/no-such-model", allow_download=True)
+    assert "HF_HUB_OFFLINE=1 is set" in text
+
+    def no_network(*args, **kwargs):
+        raise OSError("Couldn't connect to 'https://huggingface.co'")
+
+    monkeypatch.delenv("HF_HUB_OFFLINE")
+    monkeypatch.setattr(diffusers.DiffusionPipeline, "download", no_network)
+    text = _missing_model_text("nobody-here/no-such-model", allow_download=True)
+    assert "HF_HUB_OFFLINE" not in text
+    assert "the download failed: OSError: Couldn't connect to 'https://huggingface.co'" in text
+    assert "hf download nobody-here/no-such-model" in text
+
+
+def test_missing_model_fix_fits_a_folder_path_or_a_hub_id(tmp_path, monkeypatch):
+    """A value that reads as a folder gets where to put the files, never `hf download
+    <the folder>`; a hub id gets the hf command."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hub"))
+    (tmp_path / "checkpoints").mkdir()
+    for model in ("models/sd15", "./models/sd15", "checkpoints/sd15", "sd15", str(tmp_path / "w" / "sd15")):
+        text = _missing_model_text(model)
+        absolute = str((tmp_path / model.removeprefix("./")).absolute())
+        assert f"model folder '{model}' not found" in text, text
+        assert f"at {absolute}" in text and "model_index.json" in text
+        assert f"hf download {model}" not in text and "hf download ./" not in text
+        assert f"--local-dir {model}" in text  # how to fill that folder from the hub
+    text = _missing_model_text("stabilityai/sdxl-turbo")
+    assert "hub model 'stabilityai/sdxl-turbo' is not in the local Hugging Face cache" in text
+    assert "hf download stabilityai/sdxl-turbo --local-dir models/sdxl-turbo" in text
+
+
+@pytest.mark.parametrize("written, canonical", [
+    ("off", "off"), ("no", "off"), ("false", "off"), ("'off'", "off"), ("'no'", "off"), ("'false'", "off"),
+    ("default", "default"), ("on", "default"), ("true", "default"), ("'yes'", "default")])
+def test_safety_checker_accepts_yaml_booleans(written, canonical):
+    """`safety_checker: off` unquoted is YAML false; it was refused. Booleans and their
+    spellings map to the two values, and the saved recipe records the canonical one."""
+    value = yaml.safe_load(f"safety_checker: {written}")["safety_checker"]
+    config = DiffuseConfig(model="m", labels=["cat"], safety_checker=value)
+    assert config.safety_checker == canonical
+    assert config.model_dump(mode="json")["safety_checker"] == canonical
+    with pytest.raises(ValidationError, match="safety_checker"):
+        DiffuseConfig(model="m", labels=["cat"], safety_checker="maybe")
+
+
+def test_quiet_run_prints_nothing_of_diffusers(tmp_path, tiny_sd_model, capfd, monkeypatch):
+    """--quiet printed diffusers' and transformers' loading bars ('Loading pipeline
+    components...', 'Loading weights'); a run shows its own progress, so theirs are off
+    while imgsynth loads a model (and back as they were after). The recipe's unquoted
+    `safety_checker: off` also leaves out diffusers' note about a disabled checker."""
+    from diffusers.utils import logging as diffusers_logging
+
+    from imgsynth.generate import diffusion
+
+    monkeypatch.setattr(diffusion, "_MODELS", {})  # load the model in this run
+    capfd.readouterr()
+    out = tmp_path / "out"
+    recipe = _recipe(tmp_path, tiny_sd_model, source_extra="  safety_checker: off")
+    result = runner.invoke(app, ["run", str(recipe), "--out", str(out), "--quiet"])
+    assert result.exit_code == 0, result.output
+    printed = capfd.readouterr()
+    assert (result.output, printed.out, printed.err) == ("", "", "")
+    assert "safety_checker: 'off'" in (out / "recipe.yaml").read_text()
+    assert diffusers_logging.is_progress_bar_enabled()
 
 
 def test_missing_model_fails_in_a_second_without_loading_diffusers(tmp_path):
