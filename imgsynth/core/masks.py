@@ -39,17 +39,66 @@ def rle_encode(mask: np.ndarray) -> dict:
     return {"size": [int(h), int(w)], "counts": _counts_to_string(rle_counts(mask))}
 
 
-def rle_decode(rle: dict) -> np.ndarray:
-    h, w = rle["size"]
+def rle_runs(rle) -> tuple[int, int, np.ndarray]:
+    """(height, width, run lengths as int64) of a COCO RLE, uncompressed or compressed.
+
+    Checked before anything the size of the mask is allocated: 'size' is two whole numbers,
+    'counts' a list of whole numbers or a compressed string, no run is negative and the
+    runs cover exactly height x width pixels. Raises ValueError saying what is wrong (a
+    reader adds the file and the annotation)."""
+    if not isinstance(rle, dict) or "size" not in rle or "counts" not in rle:
+        raise ValueError("an RLE is a dict with 'size' [height, width] and 'counts'")
+    size = rle["size"]
+    if not (isinstance(size, list | tuple) and len(size) == 2 and all(_whole(v) and v >= 0 for v in size)):
+        raise ValueError(f"RLE 'size' must be [height, width], two whole numbers >= 0; got {_short(size)}")
+    height, width = int(size[0]), int(size[1])
     counts = rle["counts"]
-    if isinstance(counts, str | bytes):
-        counts = _string_to_counts(counts.decode() if isinstance(counts, bytes) else counts)
-    values = np.zeros(len(counts), dtype=bool)
+    if isinstance(counts, bytes):
+        counts = counts.decode("latin-1")
+    if isinstance(counts, str):
+        runs = _string_to_counts(counts)
+    elif isinstance(counts, list):
+        if not all(map(_whole, counts)):
+            raise ValueError("RLE 'counts' must be whole numbers (run lengths)")
+        runs = counts
+    else:
+        raise ValueError("RLE 'counts' must be a list of run lengths or a compressed string; "
+                         f"got {type(counts).__name__}")
+    if runs and min(runs) < 0:
+        k = next(k for k, run in enumerate(runs) if run < 0)
+        raise ValueError(f"RLE run {k} is negative ({runs[k]})")
+    total = sum(runs)  # Python integers: no overflow, whatever the file says
+    if total != height * width:
+        raise ValueError(f"RLE counts cover {total:,} pixels but its size [{height}, {width}] "
+                         f"holds {height * width:,}")
+    return height, width, np.asarray(runs, dtype=np.int64)
+
+
+def rle_decode(rle: dict) -> np.ndarray:
+    """The HxW bool mask of a COCO RLE (checked first by rle_runs)."""
+    h, w, runs = rle_runs(rle)
+    values = np.zeros(len(runs), dtype=bool)
     values[1::2] = True
-    flat = np.repeat(values, counts)
-    if flat.size != h * w:
-        raise ValueError(f"RLE counts cover {flat.size} pixels, expected {h}x{w}")
+    flat = np.repeat(values, runs)
     return flat.reshape((w, h)).T.copy()
+
+
+def rle_sample(rle: dict, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
+    """The mask of a COCO RLE at the given rows x columns only, (len(rows), len(cols)) bool,
+    without decoding the whole mask (a preview of a huge image)."""
+    h, _, runs = rle_runs(rle)
+    ends = np.cumsum(runs)
+    pixel = np.asarray(cols, np.int64)[None, :] * h + np.asarray(rows, np.int64)[:, None]  # column-major
+    return np.searchsorted(ends, pixel, side="right") % 2 == 1  # odd runs are the object
+
+
+def _whole(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _short(value) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
 
 
 def _counts_to_string(counts: list[int]) -> str:
@@ -68,6 +117,8 @@ def _counts_to_string(counts: list[int]) -> str:
 
 
 def _string_to_counts(s: str) -> list[int]:
+    """pycocotools' compressed counts: 5 bits per character from '0' (48), the 6th bit
+    says another character follows; from the third run on, each is stored as a difference."""
     counts: list[int] = []
     p = 0
     while p < len(s):
@@ -75,7 +126,11 @@ def _string_to_counts(s: str) -> list[int]:
         k = 0
         more = True
         while more:
+            if p == len(s):
+                raise ValueError("the compressed RLE string is truncated (it ends inside a run)")
             c = ord(s[p]) - 48
+            if not 0 <= c < 64:
+                raise ValueError(f"not a COCO compressed RLE string: character {s[p]!r} at {p}")
             x |= (c & 0x1F) << (5 * k)
             more = bool(c & 0x20)
             p += 1
