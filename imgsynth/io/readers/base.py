@@ -7,8 +7,12 @@ Label handling shared by all formats (also in the note of issue 3):
 - a box partly outside the image is clipped to it and counted in `issues["clipped_boxes"]`;
 - a box with no area after clipping, and a polygon with fewer than 3 points, is dropped
   with a `LabelWarning` naming the file and the record, and counted;
-- a class the dataset does not declare, unparsable text, or a label without its image is
-  an `InputError` naming the file and the record.
+- a class the dataset does not declare, unparsable text, a field of the wrong type, a
+  malformed RLE, or a label without its image is an `InputError` naming the file and the
+  record; so are duplicate ids or class names (they would give objects the wrong class),
+  checked by `unique_names` and each format's id checks;
+- a path a label file gives (COCO `file_name`, VOC `<folder>`/`<filename>`) is joined to
+  its folder only by `join_inside`, which refuses one that leads outside it.
 Boxes and polygons refer to the *displayed* image, i.e. after the EXIF orientation that
 `decode_image` applies; a label file that states an image size (COCO, VOC) must match the
 displayed size, otherwise the image is refused with an InputError.
@@ -16,6 +20,7 @@ displayed size, otherwise the image is refused with an InputError.
 
 from __future__ import annotations
 
+import os
 import warnings
 from collections import Counter
 from dataclasses import dataclass, field, replace
@@ -26,7 +31,7 @@ import numpy as np
 
 from imgsynth.core.boxes import Box, clip_xyxy, is_empty
 from imgsynth.core.errors import InputError
-from imgsynth.core.masks import polygons_to_mask, tight_bbox
+from imgsynth.core.masks import polygons_to_mask, rle_runs, tight_bbox
 from imgsynth.core.sample import Instance, Sample
 from imgsynth.io.image import decode_image
 
@@ -139,6 +144,13 @@ def _to_instance(lab: InstanceLabel, height: int, width: int, entry: ImageEntry)
 
 def checked_box(box: Box, size: tuple[int, int] | None, issues: Counter, where: str) -> Box | None:
     """Clip a box to the stated image size (counted); None (with a warning) if it has no area."""
+    x1, y1, x2, y2 = box
+    if x2 < x1 or y2 < y1:
+        issues["dropped_empty_boxes"] += 1
+        side = "width" if x2 < x1 else "height"
+        warnings.warn(f"{where}: box {plain(box)} has a negative {side} (x2 < x1 or y2 < y1); "
+                      "dropped", LabelWarning, stacklevel=3)
+        return None
     if size is not None:
         clipped = clip_xyxy(box, *size)
         if clipped != tuple(box):
@@ -146,17 +158,27 @@ def checked_box(box: Box, size: tuple[int, int] | None, issues: Counter, where: 
         box = clipped
     if is_empty(box):
         issues["dropped_empty_boxes"] += 1
-        warnings.warn(f"{where}: box {list(box)} has no area inside the image; dropped",
+        warnings.warn(f"{where}: box {plain(box)} has no area inside the image; dropped",
                       LabelWarning, stacklevel=3)
         return None
     return box
 
 
-def checked_polygons(polygons: list[Any], issues: Counter, where: str) -> list[np.ndarray]:
-    """Polygons as (K, 2) arrays; those with fewer than 3 points are dropped with a warning."""
+def checked_polygons(polygons: list[Any], issues: Counter, where: str,
+                     file: Path | None = None) -> list[np.ndarray]:
+    """Polygons as (K, 2) arrays; those with fewer than 3 points are dropped with a warning.
+    A polygon that is not a flat list of finite numbers is an InputError naming `file`."""
     kept = []
     for k, poly in enumerate(polygons):
-        pts = np.asarray(poly, dtype=np.float64).reshape(-1)
+        try:  # a flat list of numbers (COCO) or an array of points (YOLO)
+            pts = (np.asarray(poly, dtype=np.float64).reshape(-1)
+                   if isinstance(poly, list | tuple | np.ndarray) else None)
+        except (TypeError, ValueError):
+            pts = None
+        if pts is None or not np.isfinite(pts).all():
+            raise InputError(f"{where}: polygon {k} must be a list of finite numbers "
+                             f"[x1, y1, x2, y2, ...], got {shown(poly)}", file=str(file),
+                             fix="correct or remove this record")
         if pts.size < 6 or pts.size % 2:
             issues["dropped_polygons"] += 1
             warnings.warn(f"{where}: polygon {k} has {pts.size} coordinates (needs an even "
@@ -164,6 +186,66 @@ def checked_polygons(polygons: list[Any], issues: Counter, where: str) -> list[n
             continue
         kept.append(pts.reshape(-1, 2))
     return kept
+
+
+def checked_rle(rle: dict, size: tuple[int, int] | None, file: Path, where: str) -> dict:
+    """A COCO RLE checked before anything is decoded (imgsynth.core.masks.rle_runs: types,
+    no negative run, runs covering exactly its size) and, when the label file states the
+    image size (width, height), its size against that; the load checks it against the image."""
+    try:
+        height, width, _ = rle_runs(rle)
+    except ValueError as exc:
+        raise InputError(f"{where}: malformed RLE segmentation: {exc}", file=str(file),
+                         fix="re-export the segmentation or remove this annotation") from None
+    if size is not None and (width, height) != tuple(size):
+        raise InputError(f"{where}: RLE size [{height}, {width}] does not match the image size "
+                         f"[{size[1]}, {size[0]}] stated for it", file=str(file),
+                         fix="re-export the segmentation for this image")
+    return rle
+
+
+def unique_names(names: list[str], file: Path | str, what: str = "class names") -> list[str]:
+    """`names` unchanged, or an InputError naming each duplicate: a class id is a position
+    in the list, so a repeated name would give later classes the wrong id."""
+    positions: dict[str, list[int]] = {}
+    for k, name in enumerate(names):
+        positions.setdefault(name, []).append(k)
+    repeated = [(name, ks) for name, ks in positions.items() if len(ks) > 1]
+    if repeated:
+        listed = "; ".join(f"'{name}' {'twice' if len(ks) == 2 else f'{len(ks)} times'} "
+                           f"(positions {', '.join(map(str, ks))})" for name, ks in repeated[:5])
+        raise InputError(f"{what} must be unique: {listed}", file=str(file),
+                         fix="give each class one name, used once")
+    return names
+
+
+def join_inside(folder: Path, name: str, file: Path, where: str) -> Path:
+    """`folder / name` for a path a label file gives, refused (InputError naming the file,
+    the record and the path) when it is absolute or its '..' lead outside `folder`.
+
+    The rule is lexical: `name` is normalized (os.path.normpath) and must not climb above
+    the folder; symlinks are not resolved, so an image folder the user linked into the
+    dataset is read, while a label file cannot point at another file on the machine."""
+    if "\x00" in name:
+        raise InputError(f"{where}: path {shown(name)} holds a NUL character", file=str(file),
+                         fix="correct the image path")
+    normal = os.path.normpath(name) if name else name
+    if os.path.isabs(name) or normal == os.pardir or normal.startswith(os.pardir + os.sep):
+        raise InputError(f"{where}: path '{name}' leads outside the image folder '{folder}'",
+                         file=str(file),
+                         fix="give the image path relative to the image folder, without '..'")
+    return folder / name
+
+
+def shown(value: Any) -> str:
+    """A value from a label file for a message: its repr, cut to 60 characters."""
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def plain(values) -> str:
+    """Numbers for a message, as a user wrote them ('0.6', not 'np.float64(0.6)')."""
+    return "[" + ", ".join(f"{float(v):.6g}" for v in values) + "]"
 
 
 def parse_number(text: Any, file: Path, where: str) -> float:

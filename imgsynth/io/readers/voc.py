@@ -5,7 +5,10 @@ object covering columns 0..9 (0-based) is xmin=1, xmax=10. imgsynth's xyxy has e
 right/bottom edges, so x1 = xmin - 1, x2 = xmax (same for y); fractional values are kept.
 `truncated`, `difficult` and `occluded` are 0/1 flags; occluded=1 is read as
 `Instance.occluded = 1.0` (VOC does not say how much is hidden).
-Classes: `classes=` if given, else the sorted object names found.
+Classes: `classes=` if given (each name once), else the sorted object names found.
+The image is looked up as `<filename>` in JPEGImages/, images/, then the `<folder>` the
+file names, under the dataset folder; a `<filename>` or `<folder>` leading outside its
+folder is refused (`join_inside`).
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ from pathlib import Path
 from imgsynth.core.errors import InputError
 from imgsynth.io.image import IMAGE_SUFFIXES
 from imgsynth.io.readers.base import (
-    ImageEntry, InstanceLabel, LabeledDataset, checked_box, parse_number,
+    ImageEntry, InstanceLabel, LabeledDataset, checked_box, join_inside, parse_number, unique_names,
 )
 
 
@@ -26,6 +29,8 @@ def read_voc(path: Path, classes: list[str] | None = None) -> LabeledDataset:
     if not ann_dir.is_dir():
         raise InputError("no 'Annotations' folder (VOC layout: Annotations/ and JPEGImages/)",
                          file=str(path), fix="point the dataset path at the VOC year folder")
+    if classes is not None:
+        unique_names(list(classes), path, "the given class names")
     issues: Counter = Counter()
     entries = []
     for xml_path in sorted(ann_dir.glob("*.xml")):
@@ -72,11 +77,11 @@ def _size(root: ET.Element, path: Path) -> tuple[int, int] | None:
 
 def _image_path(dataset: Path, root: ET.Element, xml_path: Path) -> Path:
     filename = _text(root, "filename") or xml_path.stem
-    folders = [dataset / "JPEGImages", dataset / "images"]
-    if _text(root, "folder"):
-        folders.append(dataset / _text(root, "folder"))
-    for folder in folders:
-        if (folder / filename).is_file():
+    folders = []
+    for name in ["JPEGImages", "images"] + ([_text(root, "folder")] if _text(root, "folder") else []):
+        folder = join_inside(dataset, name, xml_path, "<folder>")  # checked when looked in
+        folders.append(folder)
+        if join_inside(folder, filename, xml_path, "<filename>").is_file():
             return folder / filename
         for suffix in IMAGE_SUFFIXES:  # <filename> missing its extension, or a different one
             candidate = folder / (Path(filename).stem + suffix)

@@ -5,11 +5,13 @@ Images live under a folder named `images` (any depth: `images/train/a.jpg`); the
 file is a background image (no objects); a label file without an image is an error.
 Lines: `cls cx cy w h` (detect) or `cls x1 y1 x2 y2 ...` (segment, >= 3 points), all
 normalized to [0, 1]; coordinates outside are clipped (counted). Class names come from
-`data.yaml` (`names` as list or {id: name}) or `classes.txt`. A segment line's box is
-the tight box of its rasterized mask (`polygons_to_mask`), as for every masked instance.
+`data.yaml` (`names` as list or {id: name}) or `classes.txt`, each name once (a repeat
+would shift the class of every later id). A segment line's box is the tight box of its
+rasterized mask (`polygons_to_mask`), as for every masked instance.
 
 The dataset path may be the dataset folder, a folder under `images/`, or the data.yaml
-(then every folder it lists under train/val/test is read).
+(then every folder it lists under train/val/test is read). The types of data.yaml's
+fields are checked in one place (`_load_yaml`).
 """
 
 from __future__ import annotations
@@ -23,13 +25,17 @@ from imgsynth.core.boxes import cxcywh_norm_to_xyxy, points_bbox
 from imgsynth.core.errors import InputError
 from imgsynth.io.image import is_image_file
 from imgsynth.io.readers.base import (
-    ImageEntry, InstanceLabel, LabeledDataset, checked_box, checked_polygons, parse_number,
+    ImageEntry, InstanceLabel, LabeledDataset, checked_box, checked_polygons, parse_number, shown,
+    unique_names,
 )
 
 
 def read_yolo(path: Path, classes: list[str] | None = None) -> LabeledDataset:
     yaml_path, image_dirs = _layout(path)
-    names = classes or _class_names(yaml_path, image_dirs)
+    if classes:
+        names = unique_names(list(classes), path, "the given class names")
+    else:
+        names = _class_names(yaml_path, image_dirs)
     image_files = sorted({p for d in image_dirs for p in d.rglob("*") if is_image_file(p)})
     by_label = {label_path(p): p for p in image_files}
     _check_orphan_labels(image_dirs, by_label)
@@ -73,6 +79,8 @@ def _layout(path: Path) -> tuple[Path | None, list[Path]]:
 
 
 def _load_yaml(path: Path) -> dict:
+    """data.yaml with the type of every field imgsynth reads checked (path, train/val/test,
+    names), so a wrong type is an InputError here, not a traceback or a wrong name later."""
     import yaml
 
     try:
@@ -84,7 +92,45 @@ def _load_yaml(path: Path) -> dict:
     if "kpt_shape" in doc:
         raise InputError("YOLO pose labels are not supported (only detect and segment)",
                          file=str(path))
+    if doc.get("path") is not None and not isinstance(doc["path"], str):
+        raise InputError(f"'path' must be a folder path, got {shown(doc['path'])}", file=str(path))
+    for split in ("train", "val", "test"):
+        entries = doc.get(split)
+        if not (entries is None or isinstance(entries, str)
+                or isinstance(entries, list) and all(isinstance(e, str) for e in entries)):
+            raise InputError(f"'{split}' must be a folder path or a list of them, got "
+                             f"{shown(entries)}", file=str(path))
+    if "names" in doc:
+        doc["names"] = _names(doc["names"], path)
     return doc
+
+
+def _names(names, path: Path) -> list[str] | None:
+    """`names` as a list (a mapping's keys must be the ids 0..n-1); None when absent."""
+    if names is None:
+        return None
+    if isinstance(names, dict):
+        ids = {}
+        for key in names:
+            if isinstance(key, bool) or not (isinstance(key, int) or str(key).isdigit()):
+                raise InputError(f"names: key {shown(key)} is not a class id (0, 1, 2, ...)",
+                                 file=str(path), fix="write names as {0: first, 1: second, ...}")
+            if int(key) in ids:
+                raise InputError(f"names: class id {key} is given twice", file=str(path))
+            ids[int(key)] = names[key]
+        if sorted(ids) != list(range(len(ids))):
+            raise InputError(f"names ids must be 0..{len(ids) - 1}, got {sorted(ids)}",
+                             file=str(path))
+        names = [ids[k] for k in range(len(ids))]
+    if not isinstance(names, list):
+        raise InputError(f"'names' must be a list or a mapping of class names, got {shown(names)}",
+                         file=str(path), fix="add names: [class0, class1, ...]")
+    for k, name in enumerate(names):
+        # YAML reads yes/no/on/off as booleans: 'no' would silently become the class 'False'.
+        if isinstance(name, bool) or not isinstance(name, str | int):
+            raise InputError(f"names: class {k} is {shown(name)}, not a name", file=str(path),
+                             fix="quote each name, e.g. names: ['yes', 'no']")
+    return unique_names([str(n) for n in names], path)
 
 
 def _yaml_image_dirs(yaml_path: Path) -> list[Path]:
@@ -110,19 +156,15 @@ def _yaml_image_dirs(yaml_path: Path) -> list[Path]:
 def _class_names(yaml_path: Path | None, image_dirs: list[Path]) -> list[str]:
     if yaml_path is not None:
         names = _load_yaml(yaml_path).get("names")
-        if isinstance(names, dict):
-            ids = sorted(int(k) for k in names)
-            if ids != list(range(len(ids))):
-                raise InputError(f"names ids must be 0..{len(ids) - 1}, got {ids}",
-                                 file=str(yaml_path))
-            return [str(names[k] if k in names else names[str(k)]) for k in ids]
-        if isinstance(names, list):
-            return [str(n) for n in names]
-        raise InputError("no 'names' list or mapping", file=str(yaml_path),
-                         fix="add names: [class0, class1, ...]")
+        if names is None:
+            raise InputError("no 'names' list or mapping", file=str(yaml_path),
+                             fix="add names: [class0, class1, ...]")
+        return names
     for folder in (image_dirs[0].parent, *image_dirs[0].parents):
         if (folder / "classes.txt").is_file():
-            return [ln.strip() for ln in (folder / "classes.txt").read_text().splitlines() if ln.strip()]
+            text = (folder / "classes.txt").read_text(encoding="utf-8")
+            return unique_names([ln.strip() for ln in text.splitlines() if ln.strip()],
+                                folder / "classes.txt")
     raise InputError("no class names: neither data.yaml nor classes.txt found",
                      file=str(image_dirs[0]), fix="add data.yaml with 'names' next to images/")
 
