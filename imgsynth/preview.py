@@ -6,6 +6,12 @@ instance masks as translucent colour overlays, boxes in a per-class colour with 
 name, the sample id, and the classification label or OCR text under the image. OCR sets
 (every shown sample has text) are laid out as one column of wide tiles so lines stay
 readable. A legend counts every class over the whole set. Same inputs, same PNG bytes.
+
+Images are decoded reduced to about their tile's size (`decode_image_reduced`: a JPEG
+scaled in its decoder, others reduced right after decoding) and their masks read at the
+reduced pixels only, so a 12000 x 12000 image costs about its tile, not gigabytes; boxes
+are scaled from the full size. An image over the pixel limit, or unreadable, gets a tile
+saying so.
 """
 
 from __future__ import annotations
@@ -22,9 +28,9 @@ from pathlib import Path
 import numpy as np
 
 from imgsynth.core.errors import InputError, RecipeError
-from imgsynth.core.masks import polygons_to_mask, rle_decode
+from imgsynth.core.masks import polygons_to_mask, rle_decode, rle_sample
 from imgsynth.io.atomic import atomic_write_bytes
-from imgsynth.io.image import decode_image, encode_image, is_image_file
+from imgsynth.io.image import decode_image_reduced, encode_image, is_image_file
 
 GRID_TILE = 240  # image area of a grid tile, px (square)
 WIDE_TILE = (760, 96)  # largest image area of an OCR tile (width, height)
@@ -206,26 +212,40 @@ def text_on_color(color) -> tuple[int, int, int]:
 
 # ---------------------------------------------------------------- tiles
 
-def overlay_masks(image: np.ndarray, instances: list[dict], colors: dict) -> np.ndarray:
-    """Tint each instance's mask (RLE, else polygons) with its class colour."""
+def overlay_masks(image: np.ndarray, instances: list[dict], colors: dict,
+                  full_size: tuple[int, int]) -> np.ndarray:
+    """Tint each instance's mask (RLE, else polygons) with its class colour. `image` may be
+    the image reduced from `full_size` (width, height), which the labels refer to."""
     out = image.astype(np.float32)
-    h, w = image.shape[:2]
     for inst in instances:
-        mask = instance_mask(inst, h, w)
+        mask = instance_mask(inst, full_size, image.shape[:2])
         if mask is not None:
             color = np.array(colors[str(inst.get("class"))], np.float32)
             out[mask] = out[mask] * (1 - MASK_OPACITY) + color * MASK_OPACITY
     return np.round(out).astype(np.uint8)
 
 
-def instance_mask(inst: dict, height: int, width: int) -> np.ndarray | None:
+def instance_mask(inst: dict, full_size: tuple[int, int],
+                  shape: tuple[int, int]) -> np.ndarray | None:
+    """The instance's mask at `shape` (height, width) of an image whose full size is
+    full_size (width, height): decoded, or read at the reduced pixels' centres only."""
+    width, height = full_size
     segmentation = inst.get("segmentation")
     if isinstance(segmentation, dict):
-        mask = rle_decode(segmentation)
-        return mask if mask.shape == (height, width) else None
+        if list(segmentation.get("size") or []) != [height, width]:
+            return None
+        try:
+            if shape == (height, width):
+                return rle_decode(segmentation)
+            rows = np.minimum(((np.arange(shape[0]) + 0.5) * height / shape[0]).astype(np.int64), height - 1)
+            cols = np.minimum(((np.arange(shape[1]) + 0.5) * width / shape[1]).astype(np.int64), width - 1)
+            return rle_sample(segmentation, rows, cols)
+        except ValueError:  # a malformed RLE: the tile shows the box without a tint
+            return None
     if inst.get("polygons"):
-        polygons = [np.asarray(p, np.float64).reshape(-1, 2) for p in inst["polygons"]]
-        return polygons_to_mask(polygons, height, width)
+        to_shape = np.array([shape[1] / width, shape[0] / height])
+        polygons = [np.asarray(p, np.float64).reshape(-1, 2) * to_shape for p in inst["polygons"]]
+        return polygons_to_mask(polygons, *shape)
     return None
 
 
@@ -269,7 +289,7 @@ def render_tile(out_dir: Path, rec: dict, colors: dict, area: tuple[int, int],
     draw.rectangle((0, 0, area_w - 1, area_h - 1), fill=IMAGE_BACKGROUND)
     instances = rec.get("instances") or []
     try:
-        image = decode_image(out_dir / rec["image"])
+        image, (w, h) = decode_image_reduced(out_dir / rec["image"], (area_w, area_h))
     except InputError as err:
         draw.text((6, 6), fit_text(printable_text(err.message), caption_font(12), area_w - 12),
                   font=caption_font(12), fill=ERROR_INK)
@@ -277,13 +297,13 @@ def render_tile(out_dir: Path, rec: dict, colors: dict, area: tuple[int, int],
                   font=caption_font(12), fill=(240, 240, 240))
         image = None
     if image is not None:
-        h, w = image.shape[:2]
-        scale = fit_scale(w, h, area_w, area_h)
+        scale = fit_scale(w, h, area_w, area_h)  # from the full size, which the labels use
         size = (max(1, round(w * scale)), max(1, round(h * scale)))
         # Enlarged 2x or more: show the real pixels (nearest) rather than a blur.
         interpolation = (cv2.INTER_AREA if scale < 1 else
                          cv2.INTER_LINEAR if scale < 2 else cv2.INTER_NEAREST)
-        shown = cv2.resize(overlay_masks(image, instances, colors), size, interpolation=interpolation)
+        shown = cv2.resize(overlay_masks(image, instances, colors, (w, h)), size,
+                           interpolation=interpolation)
         x0, y0 = (area_w - size[0]) // 2, (area_h - size[1]) // 2
         tile.paste(Image.fromarray(shown), (x0, y0))
         draw_boxes(draw, instances, colors, scale, (x0, y0), size)

@@ -86,32 +86,33 @@ def decode_image(path: str | os.PathLike, *, mode: str = "RGB", data: bytes | No
     return _decode(Path(path), data, mode, None)[0]
 
 
-def decode_image_reduced(path: str | os.PathLike, min_size: tuple[int, int], *, mode: str = "RGB",
+def decode_image_reduced(path: str | os.PathLike, fit: tuple[int, int], *, mode: str = "RGB",
                          data: bytes | None = None) -> tuple[np.ndarray, tuple[int, int]]:
-    """The image reduced by the largest whole factor that keeps it at least
-    min_size = (width, height), never enlarged, and its full (width, height) as displayed.
+    """The image reduced by the largest whole factor that keeps it at least as large as it
+    is when fitted into fit = (width, height) keeping its aspect ratio (never enlarged), and
+    its full (width, height) as displayed.
 
     For previews of large images: a JPEG is scaled down in its decoder (DCT scaling by 1/2
     to 1/8), other formats are decoded and at once reduced by averaging blocks, before any
     conversion. Otherwise as decode_image; the pixel limit applies to the full size.
     """
-    return _decode(Path(path), data, mode, min_size)
+    return _decode(Path(path), data, mode, fit)
 
 
 def _decode(path: Path, data: bytes | None, mode: str,
-            min_size: tuple[int, int] | None) -> tuple[np.ndarray, tuple[int, int]]:
+            fit: tuple[int, int] | None) -> tuple[np.ndarray, tuple[int, int]]:
     from PIL import ImageOps
 
     data = _image_bytes(path, data)
     with _decoder_errors(path), _opened(io.BytesIO(data), path) as img:
         stored = img.size  # a JPEG draft below makes img.size smaller
         drafted = 1
-        if min_size is not None and img.format == "JPEG":  # a JPEG's EXIF precedes its pixels
-            drafted = _jpeg_draft(img, _reduce_factor(_displayed_size(img, stored), min_size))
+        if fit is not None and img.format == "JPEG":  # a JPEG's EXIF precedes its pixels
+            drafted = _jpeg_draft(img, _reduce_factor(_displayed_size(img, stored), fit))
         img.load()
         size = _displayed_size(img, stored)  # after load: a PNG's EXIF may follow its pixels
-        if min_size is not None:
-            factor = _reduce_factor(size, min_size) // drafted
+        if fit is not None:
+            factor = _reduce_factor(size, fit) // drafted
             if factor > 1:
                 img = _reducible(img).reduce(factor)
         return pil_to_array(ImageOps.exif_transpose(img), mode), size
@@ -138,8 +139,10 @@ def _displayed_size(img, stored: tuple[int, int]) -> tuple[int, int]:
     return (h, w) if img.getexif().get(0x0112, 1) in (5, 6, 7, 8) else (w, h)
 
 
-def _reduce_factor(size: tuple[int, int], min_size: tuple[int, int]) -> int:
-    return max(1, min(size[0] // max(1, min_size[0]), size[1] // max(1, min_size[1])))
+def _reduce_factor(size: tuple[int, int], fit: tuple[int, int]) -> int:
+    """The largest f with ceil(size / f) still at least the size fitted into `fit`."""
+    scale = min(fit[0] / max(1, size[0]), fit[1] / max(1, size[1]))
+    return 1 if scale >= 1 else max(1, int(1 / scale))
 
 
 def _image_bytes(path: Path, data: bytes | None) -> bytes:
