@@ -559,3 +559,40 @@ def test_eval_names_a_bomb_or_corrupt_image_without_a_traceback(tmp_path):
 
 def test_image_module_documents_its_limit():
     assert "IMGSYNTH_MAX_IMAGE_PIXELS" in image_module.__doc__
+
+
+# ---------------------------------------------------------------- label text encoding
+
+def _yolo_text_files(root: Path, label: bytes, classes: bytes | None = None,
+                     data_yaml: bytes | None = None) -> Path:
+    _image(root / "images" / "a.png")
+    (root / "labels").mkdir()
+    (root / "labels" / "a.txt").write_bytes(label)
+    if classes is not None:
+        (root / "classes.txt").write_bytes(classes)
+    if data_yaml is not None:
+        (root / "data.yaml").write_bytes(data_yaml)
+    return root
+
+
+@pytest.mark.parametrize("files, bad", [
+    (dict(label=b"\xff\xfe0 0.5 0.5 0.1 0.1\n", classes=b"a\n"), "a.txt"),
+    (dict(label=b"0 0.5 0.5 0.1 0.1\n", classes=b"\xffa\n"), "classes.txt"),
+    (dict(label=b"0 0.5 0.5 0.1 0.1\n", data_yaml=b"names: [\xff]\n"), "data.yaml"),
+])
+def test_label_text_that_is_not_utf8_names_the_file(tmp_path, files, bad):
+    _yolo_text_files(tmp_path, **files)
+    with pytest.raises(InputError, match="not UTF-8") as err:
+        read_dataset(tmp_path)
+    assert err.value.file.endswith(bad)
+
+
+def test_label_text_with_a_byte_order_mark_is_read(tmp_path):
+    """Windows editors start UTF-8 files with a BOM: it must not become part of a name."""
+    bom = b"\xef\xbb\xbf"
+    _yolo_text_files(tmp_path / "yolo", bom + b"0 0.5 0.5 0.2 0.2\n", classes=bom + b"cat\ndog\n")
+    ds = read_dataset(tmp_path / "yolo")
+    assert ds.classes == ["cat", "dog"] and ds.load(0).class_names == ["cat"]
+    data = coco(tmp_path / "coco", None, [ann()])
+    (data / "annotations.json").write_bytes(bom + (data / "annotations.json").read_bytes())
+    assert read_dataset(data).classes == ["a"]

@@ -147,8 +147,8 @@ def checked_box(box: Box, size: tuple[int, int] | None, issues: Counter, where: 
     x1, y1, x2, y2 = box
     if x2 < x1 or y2 < y1:
         issues["dropped_empty_boxes"] += 1
-        side = "width" if x2 < x1 else "height"
-        warnings.warn(f"{where}: box {plain(box)} has a negative {side} (x2 < x1 or y2 < y1); "
+        side = "width (x2 < x1)" if x2 < x1 else "height (y2 < y1)"
+        warnings.warn(f"{where}: box {plain(box)} (x1, y1, x2, y2) has a negative {side}; "
                       "dropped", LabelWarning, stacklevel=3)
         return None
     if size is not None:
@@ -246,6 +246,19 @@ def shown(value: Any) -> str:
 def plain(values) -> str:
     """Numbers for a message, as a user wrote them ('0.6', not 'np.float64(0.6)')."""
     return "[" + ", ".join(f"{float(v):.6g}" for v in values) + "]"
+
+
+def read_label_text(path: Path) -> str:
+    """A label file's text, UTF-8 with or without a byte order mark (Windows editors add
+    one; it must not become part of a class name); otherwise an InputError naming it."""
+    try:
+        return path.read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise InputError(f"not UTF-8 text (byte {exc.object[exc.start:exc.start + 1]!r} at "
+                         f"offset {exc.start})", file=str(path),
+                         fix="save the file as UTF-8 text") from None
+    except OSError as exc:
+        raise InputError(f"cannot read: {exc}", file=str(path)) from None
 
 
 def parse_number(text: Any, file: Path, where: str) -> float:

@@ -24,7 +24,7 @@ from imgsynth.core.boxes import xywh_to_xyxy
 from imgsynth.core.errors import InputError
 from imgsynth.io.readers.base import (
     ImageEntry, InstanceLabel, LabeledDataset, checked_box, checked_polygons, checked_rle,
-    join_inside, parse_number, shown,
+    join_inside, parse_number, read_label_text, shown,
 )
 
 
@@ -123,12 +123,10 @@ def read_coco(path: Path, images: Path | None = None) -> LabeledDataset:
 
 def _load_json(path: Path) -> dict:
     try:
-        doc = json.loads(path.read_text(encoding="utf-8"))
+        doc = json.loads(read_label_text(path))
     except json.JSONDecodeError as exc:
         raise InputError(f"invalid JSON at line {exc.lineno} column {exc.colno}: {exc.msg}",
                          file=str(path), fix="repair or re-export the annotation file") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise InputError(f"cannot read: {exc}", file=str(path)) from None
     if not isinstance(doc, dict):
         raise InputError("a COCO file is a JSON object with images, annotations, categories",
                          file=str(path))

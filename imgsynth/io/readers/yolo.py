@@ -25,8 +25,8 @@ from imgsynth.core.boxes import cxcywh_norm_to_xyxy, points_bbox
 from imgsynth.core.errors import InputError
 from imgsynth.io.image import is_image_file
 from imgsynth.io.readers.base import (
-    ImageEntry, InstanceLabel, LabeledDataset, checked_box, checked_polygons, parse_number, shown,
-    unique_names,
+    ImageEntry, InstanceLabel, LabeledDataset, checked_box, checked_polygons, parse_number,
+    read_label_text, shown, unique_names,
 )
 
 
@@ -84,7 +84,7 @@ def _load_yaml(path: Path) -> dict:
     import yaml
 
     try:
-        doc = yaml.safe_load(path.read_text(encoding="utf-8"))
+        doc = yaml.safe_load(read_label_text(path))
     except yaml.YAMLError as exc:
         raise InputError(f"invalid YAML: {exc}", file=str(path)) from None
     if not isinstance(doc, dict):
@@ -162,7 +162,7 @@ def _class_names(yaml_path: Path | None, image_dirs: list[Path]) -> list[str]:
         return names
     for folder in (image_dirs[0].parent, *image_dirs[0].parents):
         if (folder / "classes.txt").is_file():
-            text = (folder / "classes.txt").read_text(encoding="utf-8")
+            text = read_label_text(folder / "classes.txt")
             return unique_names([ln.strip() for ln in text.splitlines() if ln.strip()],
                                 folder / "classes.txt")
     raise InputError("no class names: neither data.yaml nor classes.txt found",
@@ -182,7 +182,7 @@ def _check_orphan_labels(image_dirs: list[Path], by_label: dict[Path, Path]) -> 
 def parse_label_file(path: Path, names: list[str], issues: Counter) -> list[InstanceLabel]:
     """Instances of one YOLO label file, coordinates normalized (x and y in [0, 1])."""
     instances = []
-    for lineno, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+    for lineno, line in enumerate(read_label_text(path).splitlines(), start=1):
         tokens = line.split()
         if not tokens:
             continue
