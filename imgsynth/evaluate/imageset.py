@@ -63,19 +63,29 @@ def open_image_set(path: str | Path, role: str = "images") -> ImageSet:
 
 
 def read_manifest_set(root: Path) -> ImageSet:
+    """The images of an imgsynth output, with labels and boxes; a record that is not what
+    imgsynth writes, or whose image path leads outside the folder, names its line."""
+    from imgsynth.io.readers.base import join_inside, read_label_text
+
+    manifest = root / MANIFEST
     files, labels, boxes = [], [], []
-    for line_no, line in enumerate((root / MANIFEST).read_text(encoding="utf-8").splitlines(), 1):
+    for line_no, line in enumerate(read_label_text(manifest).splitlines(), 1):
         if not line.strip():
             continue
         try:
             record = json.loads(line)
-            files.append(root / record["image"])
-        except (json.JSONDecodeError, KeyError, TypeError) as exc:
+            image = record["image"]
+            instances = record.get("instances") or []
+            if not isinstance(image, str) or not isinstance(instances, list) \
+                    or not all(isinstance(inst, dict) for inst in instances):
+                raise TypeError("'image' must be a path and 'instances' a list of objects")
+        except (json.JSONDecodeError, KeyError, TypeError, AttributeError) as exc:
             raise InputError(f"line {line_no} is not a manifest record ({exc})",
-                             file=str(root / MANIFEST), fix="re-run imgsynth to rewrite it") from None
+                             file=str(manifest), fix="re-run imgsynth to rewrite it") from None
+        files.append(join_inside(root, image, manifest, f"line {line_no}"))
         labels.append(record.get("label"))
         boxes.append([(inst.get("class"), inst["bbox_xyxy"], record.get("width"), record.get("height"))
-                      for inst in record.get("instances") or [] if inst.get("bbox_xyxy")])
+                      for inst in instances if inst.get("bbox_xyxy")])
     image_set = ImageSet(root, files, layout="manifest")
     if files and all(label is not None for label in labels):
         image_set.labels = [str(label) for label in labels]

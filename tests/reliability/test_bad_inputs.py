@@ -596,3 +596,19 @@ def test_label_text_with_a_byte_order_mark_is_read(tmp_path):
     data = coco(tmp_path / "coco", None, [ann()])
     (data / "annotations.json").write_bytes(bom + (data / "annotations.json").read_bytes())
     assert read_dataset(data).classes == ["a"]
+
+
+@pytest.mark.parametrize("line, words", [
+    (b'{"image": "images/a.png", "instances": "cat"}', r"line 1 .*instances"),
+    (b'{"image": "../outside.png"}', r"line 1: .*leads outside"),
+    (b'{"image": "images/a.png", "label": "\xff"}', r"not UTF-8"),
+])
+def test_eval_manifest_records_are_checked(tmp_path, line, words):
+    from imgsynth.evaluate.imageset import open_image_set
+
+    _save(tmp_path / "set" / "images" / "a.png", Image.fromarray(rgb_array()))
+    _save(tmp_path / "outside.png", Image.fromarray(rgb_array()))
+    (tmp_path / "set" / "manifest.jsonl").write_bytes(line + b"\n")
+    with pytest.raises(InputError, match=words) as err:
+        open_image_set(tmp_path / "set")
+    assert err.value.file.endswith("manifest.jsonl")
