@@ -141,7 +141,7 @@ def _displayed_size(img, stored: tuple[int, int]) -> tuple[int, int]:
 
 def _reduce_factor(size: tuple[int, int], fit: tuple[int, int]) -> int:
     """The largest f with ceil(size / f) still at least the size fitted into `fit`."""
-    scale = min(fit[0] / max(1, size[0]), fit[1] / max(1, size[1]))
+    scale = min(max(1, fit[0]) / max(1, size[0]), max(1, fit[1]) / max(1, size[1]))
     return 1 if scale >= 1 else max(1, int(1 / scale))
 
 
@@ -170,9 +170,8 @@ def _decoder_errors(path: Path):
                          fix="re-export the image as PNG or JPEG, or remove it") from None
     except Image.DecompressionBombError as exc:
         # Pillow's own guard, for what the header does not show (see the module docstring).
-        raise InputError(f"part of the image is over the pixel limit of "
-                         f"{max_image_pixels():,} pixels ({exc})", file=str(path),
-                         fix=_LIMIT_FIX) from None
+        raise InputError(f"part of the image is larger than the pixel limit allows ({exc})",
+                         file=str(path), fix=_LIMIT_FIX) from None
     except (OSError, SyntaxError, ValueError, EOFError) as exc:
         raise InputError(f"corrupt image: {exc}", file=str(path),
                          fix="re-export the image or remove it") from None
