@@ -130,6 +130,15 @@ def write_mild_bomb(path):  # over the default limit, under twice it
     return header_bomb(path, 9000, 9000)
 
 
+def write_gif_frame_bomb(path):
+    """A 10x10 GIF whose one frame declares 20000x20000: Pillow grows the canvas to it."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    gif = b"GIF89a" + struct.pack("<HHBBB", 10, 10, 0x80, 0, 0) + b"\x00\x00\x00\xff\xff\xff"
+    gif += b"\x2c" + struct.pack("<HHHHB", 0, 0, 20000, 20000, 0) + b"\x02\x02\x44\x01\x00\x3b"
+    path.write_bytes(gif)
+    return path
+
+
 GOOD = {  # name: (writer, check of the decoded RGB array)
     "png": (write_png, lambda a: np.array_equal(a, rgb_array())),
     "16-bit": (write_16_bit, lambda a: a.shape == (12, 16, 3) and (a == 255).all()),
@@ -144,6 +153,7 @@ BAD = {  # name: (writer, words the message must hold)
     "zero-byte": (write_zero_bytes, "0 bytes"),
     "bomb": (write_bomb, "30000x30000"),
     "mild-bomb": (write_mild_bomb, "9000x9000"),
+    "gif-frame-bomb": (write_gif_frame_bomb, "20000x20000"),
 }
 
 
