@@ -14,6 +14,14 @@ receives per-chunk counts.
 Faults: an actor whose process dies is restarted and its chunk re-run (every file is written
 whole, so a re-run overwrites with the same bytes). A sample failure is returned as
 data and raised in the driver as the same SampleError the local engine raises.
+
+Start: left alone, Ray waits about 13 minutes for a head it cannot reach (20 tries of 40 s
+to connect to its GCS, the head's control service), and so does a private local Ray on a
+machine whose loopback network does not work (its processes talk over 127.0.0.1). So
+`init_ray` first checks with a plain socket that RAY_ADDRESS (or the loopback network)
+answers, and gives Ray's own GCS waits a budget of IMGSYNTH_RAY_START_TIMEOUT seconds
+(default 30) for what a socket cannot see; either failure is a RunError saying what failed
+and the fix.
 """
 
 from __future__ import annotations
@@ -22,9 +30,11 @@ import logging
 import os
 import pickle
 import re
+import socket
 import sys
 import warnings
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +48,10 @@ from imgsynth.engine.pipeline import ChunkResult, Pipeline
 KILL_CHUNK_ENV = "IMGSYNTH_TEST_KILL_CHUNK"
 # A process that dies again and again (e.g. out of memory on every try) ends the run.
 MAX_RESTARTS = 3
+# Seconds to reach a Ray head (or to find the loopback network for a local Ray) before the
+# run stops with a message (docs/scale-out.md).
+START_TIMEOUT_ENV = "IMGSYNTH_RAY_START_TIMEOUT"
+START_TIMEOUT_S = 30.0
 
 
 def _enter(workdir: str) -> None:
@@ -156,18 +170,117 @@ def root_cause(exc: BaseException) -> str:
     return "\n".join(lines[starts[-1]:]).strip() if starts else (lines[0] if lines else "")
 
 
+def start_timeout() -> float:
+    value = os.environ.get(START_TIMEOUT_ENV, "")
+    try:
+        seconds = float(value) if value else START_TIMEOUT_S
+    except ValueError:
+        seconds = 0.0
+    if not seconds > 0:
+        raise RunError(f"{START_TIMEOUT_ENV}={value!r} is not a number of seconds",
+                       fix=f"set it to e.g. {START_TIMEOUT_S:g}, or unset it")
+    return seconds
+
+
 def init_ray(workers: int) -> None:
-    """Join the cluster at RAY_ADDRESS, else start a private local Ray of `workers` CPUs."""
+    """Join the cluster at RAY_ADDRESS, else start a private local Ray of `workers` CPUs;
+    a RunError within about `start_timeout()` seconds when Ray cannot start or connect."""
     import ray
 
+    if ray.is_initialized():  # e.g. a test's or a notebook's Ray: nothing to reach
+        return _quiet_ray_data()
     quiet = dict(ignore_reinit_error=True, log_to_driver=False, logging_level=logging.ERROR,
                  include_dashboard=False)
+    timeout = start_timeout()
     address = os.environ.get("RAY_ADDRESS")
     if address:
-        ray.init(address=address, **quiet)
+        head = _host_port(address)
+        if head:
+            _check_connect(head, timeout, f"Ray could not reach its head at {address} (RAY_ADDRESS)",
+                           _UNREACHABLE_HEAD_FIX)
+        try:
+            with _gcs_waits(timeout):
+                ray.init(address=address, **quiet)
+        except (OSError, RuntimeError, ray.exceptions.RpcError) as exc:
+            raise RunError(f"Ray could not connect to its head at {address} (RAY_ADDRESS) within "
+                           f"about {timeout:g} s: {_first_line(exc)} (Ray's lines above say why)",
+                           fix=f"check that a Ray head runs there (`ray status --address {address}`), "
+                               "that RAY_ADDRESS names its GCS port (6379 by default, not the "
+                               "dashboard's 8265) and, if the cluster uses tokens, RAY_AUTH_MODE=token "
+                               f"with its token; {START_TIMEOUT_ENV} sets the wait") from exc
     else:
-        # Bound to loopback: a local run opens no port to the network.
-        ray.init(num_cpus=workers, _node_ip_address="127.0.0.1", **quiet)
+        # A local Ray's processes talk over 127.0.0.1; without a working loopback network
+        # Ray would wait for them for minutes.
+        with socket.socket() as listener:
+            listener.bind(("127.0.0.1", 0))
+            listener.listen(1)
+            _check_connect(listener.getsockname(), timeout,
+                           "Ray could not start: its processes talk over 127.0.0.1, and the "
+                           "loopback network of this machine does not work",
+                           "bring the loopback interface up (`ip link set lo up`; a container "
+                           "needs a network), or run with --engine local")
+        try:
+            # Bound to loopback: a local run opens no port to the network.
+            ray.init(num_cpus=workers, _node_ip_address="127.0.0.1", **quiet)
+        except (OSError, RuntimeError, ray.exceptions.RpcError) as exc:
+            raise RunError(f"Ray could not start: {_first_line(exc)}",
+                           fix="see the logs under /tmp/ray/session_latest/logs, or run with "
+                               "--engine local") from exc
+    _quiet_ray_data()
+
+
+_UNREACHABLE_HEAD_FIX = ("start the cluster (`ray start --head` on the head node, which prints "
+                         "the address), set RAY_ADDRESS to the head's HOST:PORT (6379 by default), "
+                         "or unset it to start a local Ray")
+
+
+def _host_port(address: str) -> tuple[str, int] | None:
+    """(host, port) of a RAY_ADDRESS such as HOST:6379 or ray://HOST:10001; None for forms
+    Ray resolves itself (`auto`)."""
+    host, sep, port = address.split("://", 1)[-1].rstrip("/").rpartition(":")
+    return (host.strip("[]"), int(port)) if sep and host and port.isdigit() else None
+
+
+def _check_connect(address: tuple[str, int], timeout: float, what: str, fix: str) -> None:
+    try:
+        socket.create_connection(address, timeout=timeout).close()
+    except OSError as exc:
+        reason = f"no answer in {timeout:g} s" if isinstance(exc, TimeoutError) else \
+            exc.strerror or str(exc) or type(exc).__name__
+        raise RunError(f"{what} ({reason})", fix=fix) from exc
+
+
+@contextmanager
+def _gcs_waits(timeout: float) -> Iterator[None]:
+    """Ray's own waits for a head's GCS, sized to `timeout`, for a port that takes a socket
+    but where no GCS answers (by default one try waits 5 + 5 + 30 s, and Ray tries 20 times).
+    Only for joining a cluster: the driver starts no Ray process then, so none inherits them
+    (the driver keeps them; they only bound a first connection, which a live GCS answers at
+    once). A value the user set is kept."""
+    from ray._raylet import Config
+
+    connect = max(1, int(timeout // 10))  # each of two gRPC channels
+    answer = max(1, int(timeout // 5))
+    waits = {"RAY_gcs_rpc_server_connect_timeout_s": connect, "RAY_py_gcs_connect_timeout_s": answer,
+             "RAY_gcs_server_port_wait_time_s": max(1, int(timeout // (2 * connect + answer + 1)))}
+    added = [name for name in waits if name not in os.environ]
+    os.environ.update({name: str(waits[name]) for name in added})
+    Config.initialize("")  # Ray read its settings from the environment when it was imported
+    try:
+        yield
+    finally:
+        for name in added:
+            os.environ.pop(name, None)
+
+
+def _first_line(exc: BaseException) -> str:
+    lines = str(exc).strip().splitlines()
+    return lines[0] if lines else type(exc).__name__
+
+
+def _quiet_ray_data() -> None:
+    import ray
+
     context = ray.data.DataContext.get_current()
     logging.getLogger("ray.data").setLevel(logging.ERROR)
     context.enable_progress_bars = False  # imgsynth prints its own progress

@@ -4,8 +4,13 @@ regression fails the test instead of hanging the suite."""
 
 from __future__ import annotations
 
+import os
+import shutil
+import signal
+import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -101,12 +106,87 @@ for name, make in scenarios.items():
 '''
 
 
+def run_bounded(command: list[str], what: str, env: dict[str, str] | None = None,
+                timeout: float = 60) -> subprocess.CompletedProcess:
+    """Run `command`; fail the test if it hangs, killing its whole process group (hung
+    DataLoader workers or Ray processes would outlive a killed parent)."""
+    with subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                          text=True, start_new_session=True) as process:
+        hung = False
+        try:
+            out, err = process.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            hung = True
+            os.killpg(process.pid, signal.SIGKILL)
+            out, err = process.communicate()
+    if hung:  # failed outside the except block: the TimeoutExpired would repeat the command
+        pytest.fail(f"{what} hung (killed after {timeout:g} s); its output:\n{out}{err[-2000:]}")
+    return subprocess.CompletedProcess(command, process.returncode, out, err)
+
+
 def test_forked_dataloader_workers_do_not_hang_after_the_parent_used_opencv_threads(tmp_path):
-    try:
-        done = subprocess.run([sys.executable, "-c", FORKED_WORKERS, str(tmp_path)], cwd=ROOT,
-                              capture_output=True, text=True, timeout=60)
-    except subprocess.TimeoutExpired as exc:
-        passed = (exc.stdout or b"").decode()
-        pytest.fail(f"forked DataLoader workers hung; scenarios that passed before:\n{passed}")
+    done = run_bounded([sys.executable, "-c", FORKED_WORKERS, str(tmp_path)], "a forked DataLoader")
     assert done.returncode == 0, done.stdout + done.stderr
     assert done.stdout.count("ok:") == 4
+
+
+RAY_RECIPE = """
+source:
+  type: dataset
+  path: {data}
+output:
+  formats: [coco]
+  preview: false
+"""
+
+
+def _ray_run(tmp_path: Path, env: dict[str, str], prefix: tuple[str, ...] = ()) -> subprocess.CompletedProcess:
+    pytest.importorskip("ray")
+    from tests.conftest import make_coco_dataset, write_recipe
+
+    recipe = write_recipe(tmp_path / "recipe.yaml", RAY_RECIPE.format(data=make_coco_dataset(tmp_path / "data", 2)))
+    command = [*prefix, sys.executable, "-m", "imgsynth", "run", str(recipe), "--out", str(tmp_path / "out"),
+               "--engine", "ray", "--workers", "1"]
+    environ = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"} | env
+    return run_bounded(command, "imgsynth run --engine ray", environ)
+
+
+def _closed_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def test_ray_without_its_head_stops_at_once_naming_the_address_and_the_fix(tmp_path):
+    address = f"127.0.0.1:{_closed_port()}"
+    done = _ray_run(tmp_path, {"RAY_ADDRESS": address})
+    assert done.returncode == 1, done.stderr
+    assert f"Ray could not reach its head at {address} (RAY_ADDRESS) (Connection refused)" in done.stderr
+    assert "ray start --head" in done.stderr and "--resume" in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+def test_ray_head_port_that_is_not_ray_stops_within_the_start_timeout(tmp_path):
+    """A port that takes connections but where no Ray answers (the dashboard's port, another
+    service): Ray's own waits are bounded by IMGSYNTH_RAY_START_TIMEOUT."""
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(8)
+        address = f"127.0.0.1:{silent.getsockname()[1]}"
+        started = time.monotonic()
+        done = _ray_run(tmp_path, {"RAY_ADDRESS": address, "IMGSYNTH_RAY_START_TIMEOUT": "4"})
+    assert time.monotonic() - started < 30
+    assert done.returncode == 1, done.stderr
+    assert f"Ray could not connect to its head at {address} (RAY_ADDRESS) within about 4 s" in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+def test_local_ray_without_a_loopback_network_stops_at_once_with_the_fix(tmp_path):
+    # A network namespace of its own has a loopback interface that is down.
+    if not shutil.which("unshare") or subprocess.run(["unshare", "-rn", "true"]).returncode != 0:
+        pytest.skip("unshare -rn (a user network namespace) is not allowed here")
+    done = _ray_run(tmp_path, {}, prefix=("unshare", "-rn"))
+    assert done.returncode == 1, done.stderr
+    assert "Ray could not start: its processes talk over 127.0.0.1, and the loopback network of " \
+           "this machine does not work (Network is unreachable)" in done.stderr
+    assert "ip link set lo up" in done.stderr and "--engine local" in done.stderr
