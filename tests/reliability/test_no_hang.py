@@ -72,16 +72,19 @@ def one_cv2_thread(_):  # the usual worker_init_fn, which must not hang either
     cv2.setNumThreads(1)
 
 
+def batch_augment(items):  # a collate_fn running BatchAugment on CPU in the workers
+    images = torch.stack([torch.from_numpy(image).permute(2, 0, 1) for image, _ in items])
+    images, _, _ = BatchAugment(hflip=0.0)(images, [t["boxes"] for _, t in items], batch_index=0)
+    return [(image.permute(1, 2, 0), target) for image, (_, target) in zip(images, items)]
+
+
 scenarios = {
     "ShardDataset(augment=...)": lambda: dict(dataset=ShardDataset(out, augment=FLIP, shuffle_buffer=3)),
     "ShardDataset(transform=...) with worker_init_fn": lambda: dict(
         dataset=ShardDataset(out, transform=lambda image, rec: (cv2.flip(image, 1), rec)),
         worker_init_fn=one_cv2_thread),
     "RecipeTransform in a Dataset, BatchAugment in collate_fn": lambda: dict(
-        dataset=Boxes(RecipeTransform(FLIP)), batch_size=2,
-        collate_fn=lambda items: [(BatchAugment(hflip=0.0)(torch.from_numpy(image).permute(2, 0, 1)[None],
-                                                      [target["boxes"]], batch_index=0)[0][0].permute(1, 2, 0),
-                                   target) for image, target in items]),
+        dataset=Boxes(RecipeTransform(FLIP)), batch_size=2, collate_fn=batch_augment),
     "AugmentedDataset": lambda: dict(dataset=AugmentedDataset(Boxes(), FLIP)),
 }
 for name, make in scenarios.items():
@@ -140,11 +143,14 @@ output:
 """
 
 
-def _ray_run(tmp_path: Path, env: dict[str, str], prefix: tuple[str, ...] = ()) -> subprocess.CompletedProcess:
+def _ray_run(tmp_path: Path, env: dict[str, str],
+             prefix: tuple[str, ...] = ()) -> subprocess.CompletedProcess:
+    """`imgsynth run --engine ray` of a 2-image recipe with `env` (and no RAY_ADDRESS of ours)."""
     pytest.importorskip("ray")
     from tests.conftest import make_coco_dataset, write_recipe
 
-    recipe = write_recipe(tmp_path / "recipe.yaml", RAY_RECIPE.format(data=make_coco_dataset(tmp_path / "data", 2)))
+    data = make_coco_dataset(tmp_path / "data", n_images=2)
+    recipe = write_recipe(tmp_path / "recipe.yaml", RAY_RECIPE.format(data=data))
     command = [*prefix, sys.executable, "-m", "imgsynth", "run", str(recipe), "--out", str(tmp_path / "out"),
                "--engine", "ray", "--workers", "1"]
     environ = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"} | env
