@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from imgsynth.core.errors import ImgsynthError, SampleError
+from imgsynth.core.errors import EnvironmentFault, ImgsynthError, SampleError, environment_cause
 from imgsynth.core.rng import sample_rng, seed_key
 from imgsynth.core.sample import Sample
 from imgsynth.core.stage import BuildContext, SkipSample
@@ -32,6 +32,13 @@ CHUNK_DIR = ".imgsynth/chunks"
 def chunk_file(chunk_id: int) -> str:
     """The chunk's record file, relative to the output store."""
     return f"{CHUNK_DIR}/{chunk_id:06d}.jsonl"
+
+
+def chunk_id_of(rel: str) -> int | None:
+    """The chunk number of a chunk record file (chunk_file's inverse); None for another file."""
+    name = rel.rsplit("/", 1)[-1]
+    stem, dot, ext = name.partition(".")
+    return int(stem) if dot and ext == "jsonl" and stem.isdigit() else None
 
 
 def file_stem(index: int) -> str:
@@ -74,9 +81,27 @@ class SampleWriter:
         return record_from_sample(sample, files, hashes)
 
     def _put(self, rel: str, data: bytes, hashes: dict[str, str]) -> str:
-        self.store.write_bytes(rel, data)
+        put_file(self.store, rel, data)
         hashes[rel] = hashlib.sha256(data).hexdigest()
         return rel
+
+
+def put_file(store: Store, rel: str, data: bytes) -> None:
+    """Put a file in the output store. A file that cannot be written is never a sample's
+    fault (full disk, read-only folder, lost bucket): it stops the run, resumably."""
+    try:
+        store.write_bytes(rel, data)
+    except Exception as exc:  # noqa: BLE001 - any failure to write is the environment's
+        raise EnvironmentFault.of(exc, f"{store}/{rel}") from exc
+
+
+def stop_if_environment(exc: BaseException) -> None:
+    """Raise the run-stopping EnvironmentFault when `exc` comes from the machine (no memory,
+    full disk, I/O error) rather than from the sample; otherwise return."""
+    if isinstance(exc, EnvironmentFault):
+        raise exc
+    if environment_cause(exc) is not None:
+        raise EnvironmentFault.of(exc) from exc
 
 
 def instance_id_map(masks: list[np.ndarray], shape: tuple[int, int]) -> np.ndarray:
@@ -113,6 +138,9 @@ class Failure:
     @classmethod
     def of(cls, exc: Exception, sources: list[str]) -> Failure:
         detail = str(exc) if isinstance(exc, ImgsynthError) else _short_traceback(exc)
+        named = getattr(exc, "file", None) if isinstance(exc, ImgsynthError) else None
+        if named and named not in sources:  # e.g. the background image that was corrupt
+            sources = [*sources, named]
         return cls(f"{type(exc).__name__}: {exc}", detail, sources)
 
 
@@ -168,6 +196,7 @@ class Pipeline:
                 try:
                     yield index, self.source.generate(index, sample_rng(seed, self.source_name, index))
                 except Exception as exc:  # noqa: BLE001 - handled per sample by write_chunk
+                    stop_if_environment(exc)
                     yield index, exc
             return
         for start in range(0, len(indices), batch_size):
@@ -176,6 +205,7 @@ class Pipeline:
                 results = self.source.generate_batch(
                     group, [sample_rng(seed, self.source_name, i) for i in group])
             except Exception as exc:  # noqa: BLE001 - the whole group failed
+                stop_if_environment(exc)
                 results = [exc] * len(group)
             yield from zip(group, results)
 
@@ -203,6 +233,7 @@ class Pipeline:
                 sample = stage.apply(sample, sample_rng(seed, name, index))
                 sample.seed_keys.append(seed_key(seed, name, index))
         except Exception as exc:  # noqa: BLE001 - handled per sample by write_chunk
+            stop_if_environment(exc)
             return _outcome_of(exc, list(outcome.source_files))
         return sample
 
@@ -219,6 +250,7 @@ class Pipeline:
                 try:
                     outcome = self.writer.write(outcome)
                 except Exception as exc:  # noqa: BLE001 - an image that cannot be encoded
+                    stop_if_environment(exc)
                     outcome = _outcome_of(exc, list(outcome.source_files))
             if isinstance(outcome, SkipSample):
                 record = {"index": index, "skipped": outcome.reason, "detail": outcome.detail}
@@ -232,7 +264,7 @@ class Pipeline:
                 record = outcome
                 written += 1
             lines.append(json.dumps(record, ensure_ascii=False, sort_keys=True))
-        self.store.write_bytes(chunk_file(chunk_id), "".join(line + "\n" for line in lines).encode("utf-8"))
+        put_file(self.store, chunk_file(chunk_id), "".join(line + "\n" for line in lines).encode("utf-8"))
         return ChunkResult(chunk_id, written, skipped, failed)
 
 

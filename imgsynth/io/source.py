@@ -104,6 +104,11 @@ class DatasetSource:
         image, copy = divmod(within, self.per_image)
         return image, copy + rounds * self.per_image
 
+    def source_files(self, index: int) -> list[str]:
+        """The image and label file of a sample, named in errors.jsonl when it fails."""
+        entry = self.dataset.entries[self.locate(index)[0]]
+        return [str(entry.image)] + ([str(entry.label_file)] if entry.label_file else [])
+
     def generate(self, index: int, rng) -> Any:
         image, copy = self.locate(index)
         sample = self.dataset.load(image)
