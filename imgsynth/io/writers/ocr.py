@@ -29,14 +29,13 @@ they are. How each format holds a text exactly:
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
 
 from imgsynth.core.errors import RecipeError
-from imgsynth.io.atomic import atomic_write_text
+from imgsynth.io.atomic import atomic_write_text, replace_dir, temporary_dir
 from imgsynth.io.readers.base import LabelWarning
 from imgsynth.io.writers import Records, image_under
 
@@ -85,20 +84,23 @@ def write_lmdb(out_dir: Path, records: Records, classes: list[str], output) -> l
     out_dir = Path(out_dir)
     texted(records, "lmdb")  # the checks; the records are read twice below, one image at a time
     final = out_dir / "lmdb"
-    tmp = out_dir / f".lmdb.{os.getpid()}.tmp"
-    shutil.rmtree(tmp, ignore_errors=True)
+    tmp = temporary_dir(final)
     # The map size is an upper bound (the file grows as needed); keys and LMDB's pages need room.
     map_size = 2 * sum((out_dir / r["image"]).stat().st_size + len(r["text"].encode("utf-8")) + 64
                        for r in _with_text(records)) + (64 << 20)
-    # lock=False: no lock.mdb (reader pids), so the folder holds only the data, byte-stable.
-    env = lmdb.open(str(tmp), map_size=map_size, subdir=True, lock=False)
-    with env.begin(write=True) as txn:
-        number = 0
-        for number, rec in enumerate(_with_text(records), start=1):
-            txn.put(b"image-%09d" % number, (out_dir / rec["image"]).read_bytes())
-            txn.put(b"label-%09d" % number, rec["text"].encode("utf-8"))
-        txn.put(b"num-samples", str(number).encode("ascii"))
-    env.close()
+    try:
+        # lock=False: no lock.mdb (reader pids), so the folder holds only the data, byte-stable.
+        env = lmdb.open(str(tmp), map_size=map_size, subdir=True, lock=False)
+        with env.begin(write=True) as txn:
+            number = 0
+            for number, rec in enumerate(_with_text(records), start=1):
+                txn.put(b"image-%09d" % number, (out_dir / rec["image"]).read_bytes())
+                txn.put(b"label-%09d" % number, rec["text"].encode("utf-8"))
+            txn.put(b"num-samples", str(number).encode("ascii"))
+        env.close()
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
     replace_dir(tmp, final)
     return [final]
 
@@ -179,11 +181,3 @@ def _write_json(path: Path, dataset_type: str, task: str, data_list: list[dict],
     atomic_write_text(path, json.dumps(doc, ensure_ascii=False, indent=1) + "\n")
     return path
 
-
-def replace_dir(tmp: Path, final: Path) -> None:
-    """Move a finished folder into place; a reader never sees a half-written one."""
-    old = final.with_name(f".{final.name}.{os.getpid()}.old")
-    if final.exists():
-        os.replace(final, old)
-    os.replace(tmp, final)
-    shutil.rmtree(old, ignore_errors=True)
