@@ -6,6 +6,7 @@ expected, and a did-you-mean for typos. Validation never writes anything.
 
 from __future__ import annotations
 
+import reprlib
 import typing
 from pathlib import Path
 from typing import Any
@@ -15,7 +16,12 @@ from pydantic import BaseModel, ValidationError
 
 from imgsynth.core.errors import RecipeError, did_you_mean
 from imgsynth.core.registry import SOURCES, STAGES, lookup
+from imgsynth.core.safe_yaml import MAX_FILE_BYTES, safe_load
 from imgsynth.recipes.schema import Recipe
+
+# Shows a value in a message without building the whole repr of a big one.
+_SHORT = reprlib.Repr()
+_SHORT.maxlevel, _SHORT.maxlist, _SHORT.maxdict, _SHORT.maxstring, _SHORT.maxother = 2, 4, 4, 60, 60
 
 # Keys that choose how a run executes, not what it produces: not saved in DIR/recipe.yaml.
 EXECUTION_KEYS = ("workers", "engine")
@@ -24,19 +30,14 @@ EXECUTION_KEYS = ("workers", "engine")
 def load_yaml(path: str | Path) -> dict[str, Any]:
     path = Path(path)
     try:
-        text = path.read_text(encoding="utf-8")
+        with open(path, "rb") as fh:  # at most one byte past the limit: safe_load refuses it
+            text = fh.read(MAX_FILE_BYTES + 1).decode("utf-8")
     except FileNotFoundError:
         raise RecipeError("recipe file not found", file=str(path),
                           fix="check the path; recipes shipped with imgsynth are in recipes/") from None
     except (OSError, UnicodeDecodeError) as exc:
         raise RecipeError(f"cannot read recipe: {exc}", file=str(path)) from None
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        problem = getattr(exc, "problem", None) or str(exc)
-        raise RecipeError(f"invalid YAML{where}: {problem}", file=str(path)) from None
+    data = safe_load(text, str(path))
     if data is None:
         data = {}
     if not isinstance(data, dict):
@@ -53,8 +54,10 @@ def apply_overrides(data: dict[str, Any], overrides: list[str] | tuple[str, ...]
             raise RecipeError(f"--set expects dotted.key=value, got '{item}'",
                               fix="for example --set output.image_format=jpg")
         try:
-            value = yaml.safe_load(raw) if raw.strip() else ""
-        except yaml.YAMLError:
+            value = safe_load(raw, f"--set {key}") if raw.strip() else ""
+        except RecipeError as exc:
+            if "invalid YAML" not in exc.message:
+                raise
             value = raw
         parts = key.strip().split(".")
         node: Any = data
@@ -110,8 +113,7 @@ def validation_message(exc: ValidationError, model: type[BaseModel] | None = Non
         elif err["type"] == "missing":
             msg = "required key is missing"
         elif "input" in err and err["type"] not in ("value_error", "assertion_error"):
-            shown = repr(err["input"])
-            msg += f" (got {shown[:80]})"
+            msg += f" (got {_SHORT.repr(err['input'])})"
         lines.append(f"{key}: {msg}")
     return "\n  ".join(lines)
 
