@@ -12,7 +12,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, model_validator
 
-from imgsynth.core.stage import BuildContext, StageConfig
+from imgsynth.core.stage import BuildContext, InputPath, StageConfig
 
 BlendMode = Literal["hard", "alpha", "gaussian", "box", "poisson_normal", "poisson_mixed", "pyramid"]
 BLEND_MODES: tuple[str, ...] = BlendMode.__args__
@@ -52,7 +52,7 @@ class ObjectLibraryConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    path: str = Field(..., description="rgba / image_mask: a folder with one sub-folder per class "
+    path: InputPath = Field(..., description="rgba / image_mask: a folder with one sub-folder per class "
                       "(objects/<class>/*.png); for distractors the sub-folders are optional. "
                       "coco: the COCO dataset (annotation JSON or its folder).")
     format: Literal["rgba", "image_mask", "coco"] = Field(
@@ -73,7 +73,7 @@ class ComposeConfig(StageConfig):
 
     type: Literal["compose"] = Field("compose", description="Source name.")
     objects: list[ObjectLibraryConfig] = Field(..., min_length=1, description="Object libraries (one or more).")
-    backgrounds: str = Field(..., description="Folder of background images (any sizes), or one image file.")
+    backgrounds: InputPath = Field(..., description="Folder of background images (any sizes), or one image file.")
     distractors: ObjectLibraryConfig | None = Field(
         None, description="Objects pasted (and occluding) but never labeled.")
     scenes: int = Field(100, ge=1, description="Scenes a run makes when the recipe sets no count.")
@@ -100,7 +100,7 @@ class ComposeConfig(StageConfig):
         "{TransformName: {param: value}} (e.g. [{RandomBrightnessContrast: {p: 0.5}}]), seeded per object.")
     allowed_region: tuple[float, float, float, float] = Field(
         (0.0, 0.0, 1.0, 1.0), description="x1, y1, x2, y2 as fractions of the image: object centres fall inside.")
-    avoid_mask: str | None = Field(
+    avoid_mask: InputPath | None = Field(
         None, description="A grayscale image (resized to the output): no object centre lands on its nonzero pixels.")
     max_occlusion: float = Field(0.6, ge=0, le=1, description="A placement is refused when it would hide more than this fraction of an earlier labeled object.")
     max_truncation: float = Field(0.0, ge=0, le=1, description="Largest fraction of an object's pixels allowed outside the image.")
@@ -199,7 +199,7 @@ class CopyPasteConfig(StageConfig):
     pasted into another with large-scale jitter; covered annotations shrink or vanish."""
 
     type: Literal["copy_paste"] = Field("copy_paste", description="Source name.")
-    dataset: str = Field(..., description="The COCO dataset (annotation JSON or its folder).")
+    dataset: InputPath = Field(..., description="The COCO dataset (annotation JSON or its folder).")
     format: Literal["coco"] = Field("coco", description="Dataset format.")
     copies: int = Field(1, ge=1, description="Augmented images made per dataset image.")
     pastes: tuple[int, int] = Field((1, 8), description="Range of instances pasted from the other image.")

@@ -8,9 +8,11 @@ Stages never touch global random state and never know which engine runs them.
 
 from __future__ import annotations
 
+import typing
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar, Protocol
+from typing import Annotated, Any, ClassVar, Protocol
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict
@@ -61,6 +63,43 @@ class Stage(Protocol):
     def apply(self, sample: Sample, rng: np.random.Generator) -> Sample: ...
 
 
+class _ReadByTheRun:
+    """Marks a config field whose value names files or folders a run reads."""
+
+    def __repr__(self) -> str:
+        return "InputPath"
+
+
+READ_BY_THE_RUN = _ReadByTheRun()
+# A file or folder the run reads (a dataset, backgrounds, fonts, ...). `--out` may not lie
+# inside one (the next run would read its own output); see StageConfig.input_paths.
+InputPath = Annotated[str, READ_BY_THE_RUN]
+
+
+def _reads_input(annotation: Any, metadata: list[Any]) -> bool:
+    if any(m is READ_BY_THE_RUN for m in metadata):
+        return True
+    if annotation is Path:
+        return True
+    if typing.get_origin(annotation) is Annotated:
+        return any(m is READ_BY_THE_RUN for m in typing.get_args(annotation)[1:]) \
+            or _reads_input(typing.get_args(annotation)[0], [])
+    return any(_reads_input(arg, []) for arg in typing.get_args(annotation))
+
+
+def _input_values(model: BaseModel) -> Iterator[Path]:
+    for name, info in type(model).model_fields.items():
+        value = getattr(model, name)
+        if _reads_input(info.annotation, info.metadata):
+            for item in value if isinstance(value, list | tuple) else [value]:
+                if isinstance(item, str | Path) and str(item):
+                    yield Path(item)
+            continue
+        for item in value if isinstance(value, list | tuple) else [value]:
+            if isinstance(item, BaseModel):
+                yield from _input_values(item)
+
+
 class StageConfig(BaseModel):
     """Base of every source/stage config: typed, strict, documented.
 
@@ -93,3 +132,8 @@ class StageConfig(BaseModel):
     def count(self) -> int | None:
         """For sources: how many samples a run makes when --count is not given."""
         return None
+
+    def input_paths(self) -> list[Path]:
+        """The files and folders this config reads: every field typed `InputPath` (or
+        `Path`), in nested configs too."""
+        return list(_input_values(self))

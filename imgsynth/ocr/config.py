@@ -12,7 +12,7 @@ from typing import Annotated, ClassVar, Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from imgsynth.core.stage import BuildContext, StageConfig
+from imgsynth.core.stage import BuildContext, InputPath, StageConfig
 
 # Placeholders a template may use; their generators live in imgsynth.ocr.sources.
 TEMPLATE_PLACEHOLDERS = ("date", "time", "amount", "int", "digits", "id", "plate")
@@ -25,7 +25,7 @@ DEFAULT_FONTS = ["sample_assets/fonts/latin"]
 
 class _TextsBase(StageConfig):
     weight: float = Field(1.0, gt=0, description="Relative weight when several text sources are mixed.")
-    fonts: list[str] | None = Field(
+    fonts: list[InputPath] | None = Field(
         None, description="Fonts for this text source (files or folders), e.g. Arabic fonts for "
         "Arabic lines. Default: the source's `fonts`.")
     case: Literal["as_is", "upper", "lower"] = Field(
@@ -36,7 +36,7 @@ class LinesTexts(_TextsBase):
     """Lines of a UTF-8 text file, one sample per line."""
 
     kind: Literal["lines"] = Field(description="A file of lines.")
-    path: str = Field(description="UTF-8 text file; surrounding whitespace is stripped, empty lines skipped.")
+    path: InputPath = Field(description="UTF-8 text file; surrounding whitespace is stripped, empty lines skipped.")
     order: Literal["sequential", "random"] = Field(
         "sequential", description="sequential: sample i renders line i (wrapping around); "
         "random: lines are drawn at random.")
@@ -46,7 +46,7 @@ class WordsTexts(_TextsBase):
     """Random n-grams of words from a word list."""
 
     kind: Literal["words"] = Field(description="Words drawn from a list and joined.")
-    path: str | None = Field(None, description="UTF-8 file with one word per line.")
+    path: InputPath | None = Field(None, description="UTF-8 file with one word per line.")
     dictionary: str | None = Field(
         None, description="Instead of `path`: one of trdg's bundled word lists by language code "
         "(en, fr, de, es, ...).")
@@ -110,7 +110,7 @@ class _RenderOptions(StageConfig):
     texts: list[TextsConfig] = Field(
         min_length=1, description="Where texts come from: one or more of kind lines / words / "
         "charset / template, mixed by weight.")
-    fonts: list[str] = Field(
+    fonts: list[InputPath] = Field(
         default_factory=lambda: list(DEFAULT_FONTS),
         description="Font files (.ttf/.otf) or folders of them. A text is rendered only with a "
         "font that has a glyph for every character; otherwise another font is drawn, else the "
@@ -154,7 +154,7 @@ class OcrConfig(_RenderOptions):
     background: Literal["gaussian_noise", "plain", "quasicrystal", "image"] = Field(
         "gaussian_noise", description="Background: paper-like noise, plain white, a quasicrystal "
         "pattern, or a random crop of an image from `background_images`.")
-    background_images: list[str] = Field(
+    background_images: list[InputPath] = Field(
         default_factory=list, description="Image files or folders for background: image.")
     margins: tuple[int, int, int, int] = Field(
         (5, 5, 5, 5), description="Margins around the text in pixels: top, left, bottom, right.")
@@ -210,7 +210,7 @@ class SceneTextConfig(_RenderOptions):
     """Words pasted onto background photos, labeled with word quads for text detection."""
 
     type: Literal["scene_text"] = Field(description="Words pasted onto background images.")
-    backgrounds: list[str] = Field(
+    backgrounds: list[InputPath] = Field(
         min_length=1, description="Background image files or folders; one is drawn per sample.")
     max_side: int | None = Field(
         None, ge=32, description="Scale backgrounds down so their longer side is at most this.")
