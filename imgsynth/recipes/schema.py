@@ -4,9 +4,13 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 ImageFormat = Literal["png", "jpg", "webp"]
+
+# The most samples one run (or part) makes. The run plan is O(1) in the count, but a count
+# beyond this is a typo (--count 1000000000000), not a data set.
+MAX_COUNT = 1_000_000_000
 
 
 class OutputConfig(BaseModel):
@@ -37,6 +41,15 @@ class OutputConfig(BaseModel):
     preview_count: int = Field(16, ge=1, le=256, description="Samples on the preview contact sheet.")
     shard_size: int = Field(1000, ge=1, description="Samples per WebDataset tar shard.")
 
+    @field_validator("classes")
+    @classmethod
+    def _distinct(cls, classes: list[str] | None) -> list[str] | None:
+        # A repeated name would shift the ids of every class after it.
+        repeated = sorted({name for name in classes or [] if classes.count(name) > 1})
+        if repeated:
+            raise ValueError(f"class names must be distinct; repeated: {', '.join(map(repr, repeated))}")
+        return classes
+
 
 class Recipe(BaseModel):
     """A whole run. `source` and `stages` are validated through the registries."""
@@ -46,7 +59,8 @@ class Recipe(BaseModel):
     name: str | None = Field(None, description="Part name, set by imgsynth for entries of `parts:`; "
                              "it keys the per-sample randomness so parts differ.")
     seed: int = Field(0, ge=0, description="Run seed; with the recipe it fixes every output byte.")
-    count: int | None = Field(None, ge=1, description="Samples to make. Default: what the source offers (e.g. images x copies).")
+    count: int | None = Field(None, ge=1, le=MAX_COUNT, description="Samples to make (at most a "
+                              "billion). Default: what the source offers (e.g. images x copies).")
     workers: int = Field(1, ge=1, le=512, description="Worker processes of the local engine.")
     engine: Literal["local", "ray"] = Field("local", description="local process pool or Ray Data.")
     on_error: Literal["fail", "skip"] = Field(

@@ -12,8 +12,9 @@ Helpers shared by the writers live here.
 from __future__ import annotations
 
 import os
+import unicodedata
 import warnings
-from collections.abc import Collection
+from collections.abc import Collection, Iterable
 from pathlib import Path
 
 from imgsynth.core.boxes import Box, is_empty
@@ -37,6 +38,54 @@ NEEDS_SAMPLE_FIELD = {"imagefolder": "label", "csv": "label",
                       "ocr_labels": "text", "gt_txt": "text", "lmdb": "text"}
 
 Records = Collection[dict]  # a list, or ManifestRecords
+
+
+def _control_characters(name: str) -> list[str]:
+    return [f"U+{ord(ch):04X}" for ch in dict.fromkeys(name) if unicodedata.category(ch) in ("Cc", "Cs")
+            or ch in "\ufffe\uffff"]
+
+
+def _xml_name_problem(name: str) -> str | None:
+    bad = _control_characters(name)
+    if bad:
+        return f"holds control characters ({', '.join(bad)}), which XML cannot hold"
+    if name != name.strip():
+        return "starts or ends with white space, which VOC readers strip"
+    return None
+
+
+def _folder_name_problem(name: str) -> str | None:
+    if name in ("", ".", ".."):
+        return "is not a folder name"
+    if "/" in name or "\\" in name:
+        return "holds a path separator (/ or \\)"
+    bad = _control_characters(name)
+    if bad:
+        return f"holds control characters ({', '.join(bad)})"
+    if name.startswith("."):
+        return "starts with '.', which makes a hidden folder that ImageFolder readers skip"
+    if len(name.encode("utf-8")) > 255:
+        return "is longer than a folder name may be (255 bytes)"
+    return None
+
+
+# Class names a format cannot hold as they are (it would write an unreadable file, or a
+# reader would get another name back). Checked on the declared classes before any sample.
+CLASS_NAME_RULES = {"voc": _xml_name_problem, "imagefolder": _folder_name_problem}
+
+
+def check_class_names(formats: Iterable[str], classes: Iterable[str], key: str = "output.formats",
+                      file: str | None = None) -> None:
+    """RecipeError for the first class name that one of the formats cannot hold."""
+    for fmt in formats:
+        rule = CLASS_NAME_RULES.get(fmt)
+        for name in classes if rule else ():
+            problem = rule(str(name))
+            if problem:
+                raise RecipeError(f"class name {str(name)!r} {problem}, so the '{fmt}' format "
+                                  "cannot hold it", key=key, file=file,
+                                  fix=f"rename the class (output.classes, or its folder/category), "
+                                      f"or remove '{fmt}'")
 
 
 def class_ids(records: Records, classes: list[str]) -> dict[str, int]:

@@ -24,7 +24,8 @@ from imgsynth.core.boxes import xyxy_to_xywh
 from imgsynth.core.errors import RecipeError
 from imgsynth.io.atomic import atomic_write_text, atomic_writer
 from imgsynth.io.readers.base import LabelWarning
-from imgsynth.io.writers import Records, class_ids, image_under, labeled_boxes, link_or_copy
+from imgsynth.io.writers import (Records, check_class_names, class_ids, image_under, labeled_boxes,
+                                 link_or_copy)
 
 
 def write_imagefolder(out_dir: Path, records: Records, classes: list[str], output) -> list[Path]:
@@ -70,15 +71,13 @@ def write_hf_metadata(out_dir: Path, records: Records, classes: list[str], outpu
 
 def _labeled(records: Records, fmt: str) -> Iterator[dict]:
     """The records that have a label, once all of them are checked (a pass that keeps none)."""
-    unusable = None
     labeled = 0
+    names = set()
     for rec in records:
         if rec.get("label") is None:
             continue
         labeled += 1
-        if unusable is None and ("/" in rec["label"] or "\\" in rec["label"]
-                                 or rec["label"] in ("", ".", "..")):
-            unusable = rec
+        names.add(rec["label"])
     if records and not labeled:
         raise RecipeError(f"the '{fmt}' format needs a classification label per sample and no "
                           "sample has one", key="output.formats",
@@ -86,7 +85,5 @@ def _labeled(records: Records, fmt: str) -> Iterator[dict]:
     if labeled < len(records):
         warnings.warn(f"{fmt}: {len(records) - labeled} sample(s) without a label are left "
                       "out", LabelWarning, stacklevel=3)
-    if unusable is not None:
-        raise RecipeError(f"label '{unusable['label']}' (sample id {unusable['id']}) cannot be a "
-                          "folder name", key="output.formats", fix="rename the class")
+    check_class_names([fmt], sorted(names))
     return (rec for rec in records if rec.get("label") is not None)
