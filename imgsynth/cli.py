@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import signal
 import sys
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
 
-from imgsynth.core.errors import ImgsynthError
+from imgsynth.core.errors import ImgsynthError, format_warnings_plainly
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Make labeled image training data from YAML recipes.")
@@ -17,6 +19,31 @@ app.add_typer(train_app, name="train")
 
 SetOption = Annotated[Optional[list[str]], typer.Option(
     "--set", help="Override a recipe key: dotted.key=value (repeatable).")]
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM or SIGHUP: stop as Ctrl-C does (workers stopped, folder resumable)."""
+
+    def __init__(self, signum: int):
+        super().__init__(signum)
+        self.signum = signum
+
+
+@contextmanager
+def _signals_interrupt():
+    """While a run runs, SIGTERM and SIGHUP (a scheduler's stop, a closed terminal) raise
+    Terminated in the main thread, so the run stops its workers and releases its folder,
+    as on Ctrl-C; by default they would kill this process and leave the workers running."""
+    def interrupt(signum, frame):
+        raise Terminated(signum)
+
+    wanted = [sig for sig in (signal.SIGTERM, getattr(signal, "SIGHUP", None)) if sig is not None]
+    previous = {sig: signal.signal(sig, interrupt) for sig in wanted}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 def _fail(err: ImgsynthError, hint: str | None = None) -> None:
@@ -45,15 +72,18 @@ def run(recipe: Annotated[Path, typer.Argument(help="Recipe YAML file.")],
     from imgsynth.run import run_recipe
 
     try:
-        summary = run_recipe(recipe, out, seed=seed, count=count, workers=workers, engine=engine,
-                             overrides=tuple(set_ or ()), resume=resume, quiet=quiet)
+        with _signals_interrupt():
+            summary = run_recipe(recipe, out, seed=seed, count=count, workers=workers, engine=engine,
+                                 overrides=tuple(set_ or ()), resume=resume, quiet=quiet)
     except ImgsynthError as err:
         _fail(err, f"what was written is valid; finish with: imgsynth run {recipe} --out {out} --resume"
               if err.exit_code == 1 else None)
-    except KeyboardInterrupt:
-        print(f"interrupted: what was written is valid; finish with "
-              f"imgsynth run {recipe} --out {out} --resume", file=sys.stderr)
-        raise typer.Exit(130) from None
+    except KeyboardInterrupt as exc:
+        signum = getattr(exc, "signum", signal.SIGINT)
+        print(f"interrupted ({signal.Signals(signum).name}): the workers are stopped and what was "
+              f"written is valid; finish with imgsynth run {recipe} --out {out} --resume",
+              file=sys.stderr)
+        raise typer.Exit(128 + signum) from None
     if not quiet:
         skipped = sum(summary.skipped.values())
         extra = f", {skipped} skipped ({dict(summary.skipped)})" if skipped else ""
@@ -195,6 +225,7 @@ def save_stats(images: Annotated[Path, typer.Argument(help="Folder of real image
 
 
 def main() -> None:
+    format_warnings_plainly()
     app()
 
 

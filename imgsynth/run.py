@@ -25,21 +25,22 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-import yaml
 
 from imgsynth import __version__
-from imgsynth.core.errors import RecipeError
+from imgsynth.core.errors import EnvironmentFault, ImgsynthError, RecipeError
 from imgsynth.core.registry import FORMATS, lookup
 from imgsynth.core.stage import SHARED_DIR
-from imgsynth.engine.pipeline import CHUNK_DIR, ChunkResult, Pipeline, chunk_file
+from imgsynth.engine.pipeline import CHUNK_DIR, ChunkResult, Pipeline, chunk_file, chunk_id_of
 from imgsynth.engine.progress import Progress
 from imgsynth.io.atomic import atomic_writer
-from imgsynth.io.store import Store, open_store
-from imgsynth.io.writers import NEEDS_SAMPLE_FIELD, PER_RECORD_FORMATS, READS_SAMPLE_FILES
+from imgsynth.io.lock import OutputLock
+from imgsynth.io.store import LocalStore, Store, open_store
+from imgsynth.io.writers import (NEEDS_SAMPLE_FIELD, PER_RECORD_FORMATS, READS_SAMPLE_FILES,
+                                 check_class_names)
 from imgsynth.io.writers.manifest import ManifestRecords
 from imgsynth.recipes.load import (apply_overrides, dump_yaml, load_yaml, parse_recipe,
-                                   resolved_dict)
-from imgsynth.recipes.schema import Recipe
+                                   resolved_dict, safe_load)
+from imgsynth.recipes.schema import MAX_COUNT, Recipe
 
 RECORDED_PACKAGES = ("numpy", "opencv-python-headless", "pillow", "albumentations", "pydantic",
                      "trdg", "torch", "torchvision", "diffusers")
@@ -138,6 +139,10 @@ def _prepare_part(name: str | None, data: dict[str, Any], file: str, prefix: str
         if offered is None:
             raise RecipeError(f"the '{recipe.source.type}' source needs a sample count",
                               key=key, file=file, fix="add 'count: N' to the recipe or pass --count N")
+        if offered > MAX_COUNT:
+            raise RecipeError(f"the '{recipe.source.type}' source offers {offered:,} samples, more "
+                              f"than one run makes (at most {MAX_COUNT:,})", key=key, file=file,
+                              fix="set a count, or split the work into parts or several runs")
         recipe = recipe.model_copy(update={"count": offered})
     provided = recipe.source.provides()
     for i, fmt in enumerate(recipe.output.formats):
@@ -158,7 +163,11 @@ def run_recipe(recipe_path: str | Path, out_dir: str | Path, *, seed: int | None
                count: int | None = None, workers: int | None = None, engine: str | None = None,
                overrides: tuple[str, ...] | list[str] = (), resume: bool = False,
                quiet: bool = False) -> RunSummary:
-    """Run a recipe into out_dir (a folder or a URL). Returns the summary (of all parts together)."""
+    """Run a recipe into out_dir (a folder or a URL). Returns the summary (of all parts together).
+
+    A local out_dir is locked for the whole run (imgsynth.io.lock): a second run into it is
+    refused. Errors before DIR/recipe.yaml is written leave nothing behind (exit 2); after it,
+    a fault of the machine (full disk, no memory, I/O error) stops the run resumably (exit 1)."""
     t0 = time.perf_counter()
     parts, resolved = prepare(recipe_path, seed=seed, count=count, workers=workers,
                               engine=engine, overrides=overrides)
@@ -168,18 +177,50 @@ def run_recipe(recipe_path: str | Path, out_dir: str | Path, *, seed: int | None
         raise RecipeError("--out memory:// exists only inside this process; worker processes "
                           "cannot write there", file=str(store),
                           fix="use --workers 1 with the local engine, or a folder or bucket")
-    _check_out_dir(store, resolved, resume)
-    # Building every pipeline first surfaces missing files/models/fonts before anything is written.
-    pipelines = []
-    for part in parts:
-        classes = part.recipe.output.classes or part.recipe.source.classes()
-        pipelines.append((part, classes, Pipeline(part.recipe, part.out(store), classes)))
-
+    if isinstance(store, LocalStore):
+        _check_out_outside_inputs(store.local_path, parts, str(recipe_path))
+        lock = OutputLock(store.local_path)
+        lock.acquire()
+    else:  # object stores have no lock (docs/reliability.md)
+        lock = None
+    written = False
     try:
-        store.write_bytes("recipe.yaml", dump_yaml(dict(resolved, imgsynth=versions())).encode("utf-8"))
-    except OSError as exc:  # e.g. no such bucket, no write permission
-        raise RecipeError(f"cannot write to --out: {exc}", file=str(store),
-                          fix="check that the folder or bucket exists and that you may write there") from None
+        _check_out_dir(store, resolved, resume)
+        # Building every pipeline first surfaces missing files/models/fonts before anything is written.
+        pipelines = []
+        for part in parts:
+            classes = part.recipe.output.classes or part.recipe.source.classes()
+            check_class_names(part.recipe.output.formats, classes or [],
+                              key=_key(part, "output.formats"), file=str(recipe_path))
+            pipelines.append((part, classes, Pipeline(part.recipe, part.out(store), classes)))
+        if lock is not None and lock.taken_over and not quiet:
+            print(f"imgsynth: took over the lock of a run that ended without releasing it "
+                  f"(pid {lock.taken_over.get('pid')}, started {lock.taken_over.get('started')})",
+                  file=sys.stderr)
+        try:
+            store.write_bytes("recipe.yaml", dump_yaml(dict(resolved, imgsynth=versions())).encode("utf-8"))
+        except OSError as exc:  # e.g. no such bucket, no write permission
+            raise RecipeError(f"cannot write to --out: {exc}", file=str(store),
+                              fix="check that the folder or bucket exists and that you may write there") from None
+        written = True
+        return _run_parts(store, parts, pipelines, quiet, t0)
+    except (ImgsynthError, KeyboardInterrupt):
+        raise
+    except (OSError, MemoryError) as exc:
+        if not written:
+            raise RecipeError(f"cannot use --out: {exc}", file=str(store),
+                              fix="check the folder and that you may write there") from None
+        raise EnvironmentFault.of(exc) from exc
+    finally:
+        if lock is not None:
+            lock.release(clean=not written)
+
+
+def _key(part: Part, key: str) -> str:
+    return f"parts.{part.name}.{key}" if part.name else key
+
+
+def _run_parts(store: Store, parts: list[Part], pipelines: list, quiet: bool, t0: float) -> RunSummary:
     store.discard_partial()
     for k, (part, classes, pipeline) in enumerate(pipelines):
         if part.recipe.workers > 1 or part.recipe.engine == "ray":  # workers build their own
@@ -200,21 +241,38 @@ def run_recipe(recipe_path: str | Path, out_dir: str | Path, *, seed: int | None
     return summary
 
 
+def _check_out_outside_inputs(out: Path, parts: list[Part], file: str) -> None:
+    """--out may not be (inside) a file or folder the run reads: the next run would read its
+    own output as input (a dataset folder gaining images and classes)."""
+    target = Path(os.path.realpath(out))
+    for part in parts:
+        configs = [("source", part.recipe.source),
+                   *((f"stages.{i}", cfg) for i, cfg in enumerate(part.recipe.stages))]
+        for where, config in configs:
+            for path in config.input_paths():
+                read = Path(os.path.realpath(path))
+                if target == read or read in target.parents:
+                    raise RecipeError(f"--out '{out}' is inside '{path}', which the run reads",
+                                      key=_key(part, where), file=file,
+                                      fix="choose an --out outside the inputs")
+
+
 def _run_part(part: Part, classes: list[str] | None, pipeline: Pipeline | None, store: Store,
               summary: RunSummary, quiet: bool) -> None:
     recipe = part.recipe
     total = recipe.count
     size = chunk_size_for(total)
-    chunks = [(c, c * size, min(total, (c + 1) * size)) for c in range(math.ceil(total / size))]
-    done = set(store.list(CHUNK_DIR))
-    todo = [ch for ch in chunks if chunk_file(ch[0]) not in done]
-    done_before = total - sum(stop - start for _, start, stop in todo)
+    n_chunks = math.ceil(total / size)
+    done = {c for c in map(chunk_id_of, store.list(CHUNK_DIR)) if c is not None and c < n_chunks}
+    # A generator, not a list: the plan takes the same memory for 10 samples or 10**9.
+    todo = ((c, c * size, min(total, (c + 1) * size)) for c in range(n_chunks) if c not in done)
+    done_before = sum(min(total, (c + 1) * size) - c * size for c in done)
     progress = Progress(total, done_before, label=part.name or "samples", quiet=quiet)
 
     def on_done(result: ChunkResult) -> None:
         progress.advance(result.written + result.skipped + result.failed)
 
-    shared = bool(todo) and (recipe.workers > 1 or recipe.engine == "ray") and store.local_path is not None
+    shared = len(done) < n_chunks and (recipe.workers > 1 or recipe.engine == "ray") and store.local_path is not None
     if shared:  # e.g. a parsed dataset, so that workers need not parse it again
         for config in (recipe.source, *recipe.stages):
             config.share(store.local_path)
@@ -238,7 +296,7 @@ def _run_part(part: Part, classes: list[str] | None, pipeline: Pipeline | None, 
     if not quiet:  # minutes at a million samples: say what runs after the samples
         wanted = ["manifest.jsonl", *recipe.output.formats] + (["preview"] if recipe.output.preview else [])
         print(f"imgsynth: writing {', '.join(wanted)}", file=sys.stderr, flush=True)
-    finalize(recipe, store, len(chunks), classes, summary)
+    finalize(recipe, store, n_chunks, classes, summary)
 
 
 def _check_out_dir(store: Store, resolved: dict[str, Any], resume: bool) -> None:
@@ -251,8 +309,15 @@ def _check_out_dir(store: Store, resolved: dict[str, Any], resume: bool) -> None
     if not store.exists("recipe.yaml"):
         raise RecipeError("cannot resume: the folder has no recipe.yaml from an imgsynth run",
                           file=str(store), fix="choose a new --out folder")
-    saved = yaml.safe_load(store.read_bytes("recipe.yaml"))
-    _check_versions(saved.pop("imgsynth", None) or {}, f"{store}/recipe.yaml")
+    saved_file = f"{store}/recipe.yaml"
+    saved = safe_load(store.read_bytes("recipe.yaml").decode("utf-8", errors="replace"), saved_file)
+    if not isinstance(saved, dict) or "source" not in saved and "parts" not in saved:
+        raise RecipeError("cannot resume: recipe.yaml is not the recipe an imgsynth run saved "
+                          f"(it holds {type(saved).__name__ if saved is not None else 'nothing'})",
+                          file=saved_file,
+                          fix="restore the file from the run's recipe (with the same seed and "
+                              "--set values), or start again in a new --out")
+    _check_versions(saved.pop("imgsynth", None) or {}, saved_file)
     saved, now = _sample_settings(saved), _sample_settings(resolved)
     if saved != now:
         key = _first_difference(saved, now)
@@ -339,6 +404,7 @@ def finalize(recipe: Recipe, store: Store, n_chunks: int, classes: list[str] | N
                 store.remove(name)
         store.fetch(_sample_files_read_back(recipe, records), out_dir)
         classes = resolve_classes(classes, records)
+        check_class_names(recipe.output.formats, classes)  # names found only in the samples
         workers = min(recipe.workers, os.cpu_count() or 1)
         sliced = [fmt for fmt in recipe.output.formats if fmt in PER_RECORD_FORMATS] \
             if workers > 1 and len(records) >= PARALLEL_FINALIZE_MIN else []

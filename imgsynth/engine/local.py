@@ -7,8 +7,11 @@ so K workers use K cores, not K x cores.
 
 from __future__ import annotations
 
+import itertools
 import multiprocessing
 import os
+import threading
+import time
 from collections.abc import Callable, Iterable
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
@@ -16,7 +19,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from imgsynth.core.errors import RunError
+from imgsynth.core.errors import RunError, format_warnings_plainly
 from imgsynth.engine.pipeline import ChunkResult, Pipeline
 
 THREAD_ENV = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS",
@@ -29,8 +32,33 @@ def _init_worker(resolved: dict[str, Any], location: str, classes: list[str] | N
     global _PIPELINE
     import cv2
 
+    _exit_with_driver()
+    format_warnings_plainly()
     cv2.setNumThreads(1)
     _PIPELINE = Pipeline.from_resolved(resolved, location, classes)
+
+
+def _exit_with_driver() -> None:
+    """A worker whose driver is gone (killed with SIGKILL, so it could not stop its workers)
+    exits too, within a second, instead of running on unseen. What it was writing is under
+    a temporary name, which the next --resume removes."""
+    driver = os.getppid()
+
+    def watch() -> None:
+        while os.getppid() == driver:
+            time.sleep(1.0)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="imgsynth-exit-with-driver", daemon=True).start()
+
+
+def stop_workers(pool: ProcessPoolExecutor) -> None:
+    """Stop a pool now (the run was interrupted or failed): terminate its processes rather
+    than wait for their chunks, which a --resume makes again."""
+    for process in list((getattr(pool, "_processes", None) or {}).values()):  # no public API before 3.14
+        if process.is_alive():
+            process.terminate()
+    pool.shutdown(wait=True, cancel_futures=True)
 
 
 def _run_chunk(chunk_id: int, start: int, stop: int) -> ChunkResult:
@@ -41,6 +69,8 @@ def _run_chunk(chunk_id: int, start: int, stop: int) -> ChunkResult:
 def _one_cv2_thread() -> None:
     import cv2
 
+    _exit_with_driver()
+    format_warnings_plainly()
     cv2.setNumThreads(1)
 
 
@@ -61,11 +91,16 @@ def write_formats_in_slices(formats: list[str], out_dir: Path, manifest: Path, c
         with _single_threaded_children(), ProcessPoolExecutor(
                 max_workers=workers, mp_context=multiprocessing.get_context("spawn"),
                 initializer=_one_cv2_thread) as pool:
-            futures = [pool.submit(_write_slice, fmt, out_dir, manifest, start,
-                                   min(count, start + step), classes, output)
-                       for fmt in formats for start in range(0, count, step)]
-            for future in futures:
-                future.result()  # the first writer error (e.g. an undeclared class) is raised here
+            try:
+                futures = [pool.submit(_write_slice, fmt, out_dir, manifest, start,
+                                       min(count, start + step), classes, output)
+                           for fmt in formats for start in range(0, count, step)]
+                for future in futures:
+                    future.result()  # the first writer error (e.g. an undeclared class) is raised here
+            except BaseException as exc:
+                if not isinstance(exc, BrokenProcessPool):
+                    stop_workers(pool)
+                raise
     except BrokenProcessPool:
         # No worker process could run (e.g. a script calling run_recipe without an
         # `if __name__ == "__main__":` guard, which spawned processes re-run): write here.
@@ -96,11 +131,12 @@ def run_local(resolved: dict[str, Any], location: str, classes: list[str] | None
     """Run (chunk_id, start, stop) chunks in `workers` processes writing to the output store
     at `location` (a path or URL); raise the first sample failure after in-flight work ends.
     (One worker runs in-process: see imgsynth.run.)"""
-    chunks = list(chunks)
-    if not chunks:
+    pending = iter(chunks)  # consumed as workers free up: never a list of every chunk
+    first = next(pending, None)
+    if first is None:
         return
+    pending = itertools.chain([first], pending)
     context = multiprocessing.get_context("spawn")
-    pending = iter(chunks)
     with _single_threaded_children(), ProcessPoolExecutor(
             max_workers=workers, mp_context=context, initializer=_init_worker,
             initargs=(resolved, location, classes)) as pool:
@@ -114,20 +150,24 @@ def run_local(resolved: dict[str, Any], location: str, classes: list[str] | None
             in_flight.add(pool.submit(_run_chunk, *item))
             return True
 
-        for _ in range(2 * workers):
-            if not submit_next():
-                break
-        while in_flight:
-            done, _ = wait(in_flight, return_when=FIRST_COMPLETED)
-            for fut in done:
-                in_flight.discard(fut)
-                exc = fut.exception()
-                if exc is not None:
-                    failure = failure or exc
-                    continue
-                on_done(fut.result())
-                if failure is None:
-                    submit_next()
+        try:
+            for _ in range(2 * workers):
+                if not submit_next():
+                    break
+            while in_flight:
+                done, _ = wait(in_flight, return_when=FIRST_COMPLETED)
+                for fut in done:
+                    in_flight.discard(fut)
+                    exc = fut.exception()
+                    if exc is not None:
+                        failure = failure or exc
+                        continue
+                    on_done(fut.result())
+                    if failure is None:
+                        submit_next()
+        except BaseException:  # Ctrl-C, SIGTERM (raised by the CLI's handler), a bug here
+            stop_workers(pool)
+            raise
         if isinstance(failure, BrokenProcessPool):
             raise RunError("a worker process died (killed, or out of memory; from a Python "
                            "script: run_recipe called outside `if __name__ == \"__main__\":`, "

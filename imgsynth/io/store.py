@@ -27,7 +27,8 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from imgsynth.core.errors import RecipeError
-from imgsynth.io.atomic import atomic_write_bytes
+from imgsynth.io.atomic import atomic_write_bytes, remove_temporaries
+from imgsynth.io.lock import LOCK_NAME
 
 URL = re.compile(r"^([a-zA-Z][a-zA-Z0-9+.-]+)://")
 
@@ -73,16 +74,18 @@ class LocalStore:
         (self.local_path / rel).unlink(missing_ok=True)
 
     def is_empty(self) -> bool:
+        """Nothing in the folder but (at most) the run lock (imgsynth.io.lock)."""
         if not self.local_path.exists():
             return True
         if not self.local_path.is_dir():
             raise RecipeError("--out exists and is not a folder", file=str(self.local_path))
-        return not any(self.local_path.iterdir())
+        lock = self.local_path / LOCK_NAME
+        return all(p == lock.parent and p.is_dir() and set(p.iterdir()) <= {lock}
+                   for p in self.local_path.iterdir())
 
     def discard_partial(self) -> None:
-        """Half-written files of a killed run (only ever under a temporary name)."""
-        for tmp in self.local_path.rglob(".*.tmp"):
-            tmp.unlink(missing_ok=True)
+        """Half-written files and folders of a killed run (only ever under a temporary name)."""
+        remove_temporaries(self.local_path)
 
     @contextmanager
     def staging(self) -> Iterator[Path]:
@@ -122,6 +125,8 @@ class FsspecStore:
         except ValueError as exc:  # fsspec knows no such protocol
             raise RecipeError(f"--out: {exc}", file=url,
                               fix="give a folder path or a URL such as s3://bucket/prefix") from None
+        except Exception as exc:  # noqa: BLE001 - e.g. ftp:// connects at once: refused, timed out
+            raise _unreachable(url, exc) from None
         return cls(fs, root.rstrip("/"), url)
 
     def __str__(self) -> str:
@@ -166,7 +171,10 @@ class FsspecStore:
 
     def is_empty(self) -> bool:
         self.fs.invalidate_cache()
-        return not self.fs.exists(self.root) or not self.fs.ls(self.root, detail=False)
+        try:
+            return not self.fs.exists(self.root) or not self.fs.ls(self.root, detail=False)
+        except Exception as exc:  # noqa: BLE001 - the first request: say the store is unreachable
+            raise _unreachable(self.location, exc) from None
 
     def discard_partial(self) -> None:
         """Nothing to do: a PUT is applied whole or not at all."""
@@ -193,6 +201,12 @@ class FsspecStore:
         if wanted:
             self.fs.get([self._path(rel) for rel in wanted], [str(staging / rel) for rel in wanted])
         self._fetched.update(wanted)
+
+
+def _unreachable(url: str, exc: BaseException) -> RecipeError:
+    return RecipeError(f"cannot reach --out: {type(exc).__name__}: {exc}", file=url,
+                       fix="check the address, the credentials and the network, or write to a "
+                           "local folder and copy it")
 
 
 Store = LocalStore | FsspecStore
