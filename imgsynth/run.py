@@ -30,7 +30,8 @@ from imgsynth import __version__
 from imgsynth.core.errors import EnvironmentFault, ImgsynthError, RecipeError
 from imgsynth.core.registry import FORMATS, lookup
 from imgsynth.core.stage import SHARED_DIR
-from imgsynth.engine.pipeline import CHUNK_DIR, ChunkResult, Pipeline, chunk_file, chunk_id_of
+from imgsynth.engine.pipeline import (CHUNK_DIR, ChunkResult, Pipeline, chunk_file, chunk_id_of,
+                                     one_torch_thread)
 from imgsynth.engine.progress import Progress
 from imgsynth.io.atomic import atomic_writer
 from imgsynth.io.lock import OutputLock
@@ -84,7 +85,7 @@ class Part:
         return store.child(self.name) if self.name else store
 
 
-SHARED_KEYS = ("seed", "on_error", "workers", "engine")
+SHARED_KEYS = ("seed", "on_error", "workers", "engine", "max_image_pixels")
 # Per-record label formats are written by --workers processes from this many records on
 # (about 3-7 ms per record for yolo_seg / semantic_masks; a pool starts in 1-2 s).
 PARALLEL_FINALIZE_MIN = 2000
@@ -144,6 +145,10 @@ def _prepare_part(name: str | None, data: dict[str, Any], file: str, prefix: str
                               f"than one run makes (at most {MAX_COUNT:,})", key=key, file=file,
                               fix="set a count, or split the work into parts or several runs")
         recipe = recipe.model_copy(update={"count": offered})
+    if recipe.max_image_pixels is None:  # the limit in force now, recorded for workers and resume
+        from imgsynth.io.image import max_image_pixels
+
+        recipe = recipe.model_copy(update={"max_image_pixels": max_image_pixels() or 0})
     provided = recipe.source.provides()
     for i, fmt in enumerate(recipe.output.formats):
         where = f"{prefix + '.' if prefix else ''}output.formats.{i}"
@@ -282,8 +287,9 @@ def _run_part(part: Part, classes: list[str] | None, pipeline: Pipeline | None, 
 
             run_ray(part.resolved, store.location, classes, todo, recipe.workers, on_done)
         elif recipe.workers == 1:
-            for chunk_id, start, stop in todo:
-                on_done(pipeline.run_chunk(chunk_id, range(start, stop)))
+            with one_torch_thread():
+                for chunk_id, start, stop in todo:
+                    on_done(pipeline.run_chunk(chunk_id, range(start, stop)))
         else:
             from imgsynth.engine.local import run_local
 

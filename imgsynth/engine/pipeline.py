@@ -10,7 +10,10 @@ from __future__ import annotations
 
 import hashlib
 import json
+import sys
 import traceback
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,7 +24,7 @@ from imgsynth.core.errors import EnvironmentFault, ImgsynthError, SampleError, e
 from imgsynth.core.rng import sample_rng, seed_key
 from imgsynth.core.sample import Sample
 from imgsynth.core.stage import BuildContext, SkipSample
-from imgsynth.io.image import encode_image
+from imgsynth.io.image import encode_image, set_max_image_pixels
 from imgsynth.io.store import Store, open_store
 from imgsynth.recipes.load import parse_recipe, stage_names
 from imgsynth.recipes.schema import OutputConfig, Recipe
@@ -104,6 +107,24 @@ def stop_if_environment(exc: BaseException) -> None:
         raise EnvironmentFault.of(exc) from exc
 
 
+@contextmanager
+def one_torch_thread() -> Iterator[None]:
+    """Samples made in this process use one torch thread, as every worker process does
+    (imgsynth.engine.local, the Ray actors): torch on the CPU sums in an order that depends
+    on its thread count, so a diffusion or GAN image made with 2 threads can differ by a
+    level from the same image made with 1, and the bytes would depend on --workers."""
+    torch = sys.modules.get("torch")
+    if torch is None:
+        yield
+        return
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
 def instance_id_map(masks: list[np.ndarray], shape: tuple[int, int]) -> np.ndarray:
     """uint16 map: 0 background, k for the k-th instance (later instances on top)."""
     id_map = np.zeros(shape, dtype=np.uint16)
@@ -159,6 +180,8 @@ class Pipeline:
                  parts: range | None = None, in_worker: bool = False):
         self.recipe = recipe
         self.store = store
+        if recipe.max_image_pixels is not None:  # before building: sources decode assets
+            set_max_image_pixels(recipe.max_image_pixels)
         ctx = BuildContext(seed=recipe.seed, out_dir=store.local_path, classes=classes,
                            in_worker=in_worker)
         parts = range(len(recipe.stages) + 1) if parts is None else parts

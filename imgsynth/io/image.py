@@ -177,9 +177,9 @@ def _decoder_errors(path: Path):
                          fix="re-export the image or remove it") from None
 
 
-_LIMIT_FIX = (f"if the image is genuine, raise the limit: set {MAX_IMAGE_PIXELS_ENV}=N (pixels, "
-              "0: no limit) or call imgsynth.io.image.set_max_image_pixels(N); otherwise "
-              "remove the file")
+_LIMIT_FIX = ("if the image is genuine, raise the limit: the recipe key max_image_pixels: N "
+              f"(pixels, 0: no limit) for a run, {MAX_IMAGE_PIXELS_ENV}=N for any command, or "
+              "imgsynth.io.image.set_max_image_pixels(N) in Python; otherwise remove the file")
 
 
 @contextmanager

@@ -63,6 +63,12 @@ class Recipe(BaseModel):
                               "billion). Default: what the source offers (e.g. images x copies).")
     workers: int = Field(1, ge=1, le=512, description="Worker processes of the local engine.")
     engine: Literal["local", "ray"] = Field("local", description="local process pool or Ray Data.")
+    max_image_pixels: int | None = Field(
+        None, ge=0, description="Largest input image (width x height) a run decodes; a larger one "
+        "(e.g. a decompression bomb: a small file declaring 30000x30000) is its sample's error, "
+        "naming the file, found from the header before any pixel is decoded. 0: no limit. "
+        "Default: IMGSYNTH_MAX_IMAGE_PIXELS, else 8192 x 8192 = 67,108,864; the saved "
+        "recipe.yaml records the value used.")
     on_error: Literal["fail", "skip"] = Field(
         "fail", description="fail: stop at the first failing sample (exit 1, --resume completes). "
         "skip: record it in errors.jsonl and go on.")

@@ -440,14 +440,27 @@ def _alive(pid: int) -> bool:
     return "State:\tZ" not in status
 
 
-def _start_and_wait_for_chunks(args: list[str], out: Path) -> subprocess.Popen:
-    proc = subprocess.Popen([sys.executable, "-m", "imgsynth.cli", "run", *args], cwd=ROOT,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+def _start_and_wait_for_chunks(args: list[str], out: Path, log: Path) -> subprocess.Popen:
+    """The run's output goes to a file, not a pipe: workers left running (the fault these
+    tests catch) would hold a pipe open and make reading it hang instead of fail."""
+    with open(log, "w") as stderr:
+        proc = subprocess.Popen([sys.executable, "-m", "imgsynth.cli", "run", *args], cwd=ROOT,
+                                stdout=subprocess.DEVNULL, stderr=stderr, text=True)
     deadline = time.time() + 120
     while time.time() < deadline and not list((out / ".imgsynth" / "chunks").glob("*.jsonl")):
-        assert proc.poll() is None, proc.stderr.read()
+        assert proc.poll() is None, log.read_text()
         time.sleep(0.1)
     return proc
+
+
+def _gone(pids: set[int], seconds: float) -> bool:
+    deadline = time.time() + seconds
+    while time.time() < deadline and any(_alive(p) for p in pids):
+        time.sleep(0.1)
+    alive = [p for p in pids if _alive(p)]
+    for pid in alive:  # left running by a failing run: do not leave them to the next tests
+        os.kill(pid, signal.SIGKILL)
+    return not alive
 
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGHUP])
@@ -456,34 +469,34 @@ def test_sigterm_stops_the_workers_and_leaves_a_resumable_folder(tmp_path, sig):
     out = tmp_path / "out"
     args = ["recipes/compose.yaml", "--count", "160", "--workers", "2", "--set", "output.preview=false",
             "--set", "output.formats=[coco]"]
-    proc = _start_and_wait_for_chunks([*args, "--out", str(out)], out)
+    proc = _start_and_wait_for_chunks([*args, "--out", str(out)], out, tmp_path / "err")
     children = _children(proc.pid)
     assert children
     proc.send_signal(sig)
     code = proc.wait(timeout=60)
-    stderr = proc.stderr.read()
+    workers_stopped = _gone(children, 10)
+    stderr = (tmp_path / "err").read_text()
     assert code == 128 + sig, stderr
     assert "--resume" in stderr and signal.Signals(sig).name in stderr
-    deadline = time.time() + 10
-    while time.time() < deadline and any(_alive(c) for c in children):
-        time.sleep(0.1)
-    assert not any(_alive(c) for c in children)
+    assert workers_stopped
     resumed = _subprocess_run(*args, "--out", str(out), "--resume", "--quiet")
     assert resumed.returncode == 0, resumed.stderr
     assert len(json.loads((out / "annotations.json").read_text())["images"]) == 160
 
 
-def test_workers_exit_when_their_driver_is_killed(tmp_path):
+def test_workers_exit_when_their_driver_is_killed_and_resume_completes(tmp_path):
     out = tmp_path / "out"
-    proc = _start_and_wait_for_chunks(["recipes/compose.yaml", "--count", "400", "--workers", "2",
-                                       "--out", str(out), "--quiet"], out)
+    args = ["recipes/compose.yaml", "--count", "160", "--workers", "2", "--quiet",
+            "--set", "output.preview=false", "--set", "output.formats=[coco]"]
+    proc = _start_and_wait_for_chunks([*args, "--out", str(out)], out, tmp_path / "err")
     children = _children(proc.pid)
     proc.kill()
     proc.wait(timeout=30)
-    deadline = time.time() + 10
-    while time.time() < deadline and any(_alive(c) for c in children):
-        time.sleep(0.1)
-    assert not any(_alive(c) for c in children)
+    assert _gone(children, 10)
+    resumed = _subprocess_run(*args, "--out", str(out), "--resume")
+    assert resumed.returncode == 0, resumed.stderr
+    assert "took over the lock" not in resumed.stderr  # --quiet
+    assert len(json.loads((out / "annotations.json").read_text())["images"]) == 160
 
 
 def test_lock_in_one_process_is_exclusive_and_released(tmp_path):
@@ -496,3 +509,35 @@ def test_lock_in_one_process_is_exclusive_and_released(tmp_path):
         pass
     assert not (tmp_path / "o" / LOCK_NAME).exists()
     shutil.rmtree(tmp_path / "o")
+
+
+def test_the_pixel_limit_is_a_recipe_key_recorded_and_applied_in_every_worker(tmp_path, coco_dataset,
+                                                                              monkeypatch):
+    import yaml
+
+    recipe = _recipe(tmp_path, coco_dataset, "on_error: skip\n")
+    monkeypatch.setenv("IMGSYNTH_MAX_IMAGE_PIXELS", "5000000")
+    assert _cli("run", str(recipe), "--out", str(tmp_path / "a"), "--quiet").exit_code == 0
+    assert yaml.safe_load((tmp_path / "a" / "recipe.yaml").read_text())["max_image_pixels"] == 5_000_000
+    for workers in ("1", "2"):  # 96x128 images over a 10,000-pixel limit: every sample fails by name
+        out = tmp_path / f"w{workers}"
+        result = _cli("run", str(recipe), "--out", str(out), "--quiet", "--workers", workers,
+                      "--set", "max_image_pixels=10000")
+        assert result.exit_code == 0, result.output
+        errors = [json.loads(line) for line in (out / "errors.jsonl").read_text().splitlines()]
+        assert len(errors) == 24 and all("over the limit of 10,000 pixels" in e["error"] for e in errors)
+        assert all(any(s.endswith(".png") for s in e["sources"]) for e in errors)
+
+
+def test_a_yaml_bomb_in_a_yolo_data_yaml_names_the_file(tmp_path):
+    from imgsynth.core.errors import InputError
+    from imgsynth.io.readers import read_dataset
+
+    (tmp_path / "images").mkdir()
+    (tmp_path / "labels").mkdir()
+    levels = ['a: &a ["x","x","x","x","x","x","x","x","x"]'] + [
+        f"{n}: &{n} [{', '.join(['*' + p] * 9)}]" for p, n in zip("abcdefgh", "bcdefghi")]
+    (tmp_path / "data.yaml").write_text("\n".join(levels) + "\nnames: *i\n")
+    with pytest.raises(InputError, match="once its aliases") as caught:
+        read_dataset(tmp_path, "yolo")
+    assert "data.yaml" in str(caught.value)
