@@ -149,12 +149,14 @@ def test_documented_regeneration_gives_the_runs_bytes_with_channels_last(tmp_pat
             assert png == written, (snippet.splitlines()[0], record["index"])
 
 
-@pytest.mark.parametrize("batch_size, run_threads", [(1, 2), (3, 1)])
-def test_regenerate_uses_the_runs_threads_and_batches(tmp_path, tiny_sd_model, batch_size, run_threads):
+@pytest.mark.parametrize("batch_size, caller_threads", [(1, 2), (3, 1)])
+def test_regenerate_uses_the_runs_threads_and_batches(tmp_path, tiny_sd_model, batch_size,
+                                                      caller_threads):
     """On a CPU the torch thread count changes how convolutions add up (images of a 2-thread
     run were 1 level off in a pixel when made again with 1 thread), and a batch rounds
-    unlike single images: the manifest records both, and regenerate applies them, leaving
-    the caller's thread count as it was."""
+    unlike single images. A run makes samples with one torch thread whatever the caller set
+    (as its worker processes do, so --workers cannot change the bytes); the manifest
+    records both, and regenerate applies them, leaving the caller's thread count as it was."""
     import torch
 
     from imgsynth.generate.diffusion import regenerate
@@ -162,18 +164,19 @@ def test_regenerate_uses_the_runs_threads_and_batches(tmp_path, tiny_sd_model, b
     out = tmp_path / "out"
     recipe = _recipe(tmp_path, tiny_sd_model, source_extra=f"  batch_size: {batch_size}")
     recipe.write_text(recipe.read_text().replace("images_per_class: 2", "images_per_class: 6"))
-    torch.set_num_threads(run_threads)
+    torch.set_num_threads(caller_threads)
     try:
         result = runner.invoke(app, ["run", str(recipe), "--out", str(out), "--quiet"])
+        assert result.exit_code == 0, result.output
+        assert torch.get_num_threads() == caller_threads
+        records = [json.loads(line) for line in (out / "manifest.jsonl").read_text().splitlines()]
+        assert {r["meta"]["torch_threads"] for r in records} == {1}
+        assert records[4]["meta"].get("batch", [4]) == ([3, 4, 5] if batch_size == 3 else [4])
+        for record in records:
+            assert np.array_equal(regenerate(out, record["index"]), decode_image(out / record["image"]))
+        assert torch.get_num_threads() == caller_threads
     finally:
         torch.set_num_threads(1)
-    assert result.exit_code == 0, result.output
-    records = [json.loads(line) for line in (out / "manifest.jsonl").read_text().splitlines()]
-    assert {r["meta"]["torch_threads"] for r in records} == {run_threads}
-    assert records[4]["meta"].get("batch", [4]) == ([3, 4, 5] if batch_size == 3 else [4])
-    for record in records:
-        assert np.array_equal(regenerate(out, record["index"]), decode_image(out / record["image"]))
-    assert torch.get_num_threads() == 1
 
 
 def test_batches_keep_seeds_and_prompts_and_regenerate_byte_exact(tiny_sd_model):
