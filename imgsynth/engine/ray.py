@@ -40,7 +40,7 @@ from typing import Any
 
 import numpy as np
 
-from imgsynth.core.errors import ImgsynthError, RunError
+from imgsynth.core.errors import ImgsynthError, RunError, format_warnings_plainly
 from imgsynth.engine.pipeline import ChunkResult, Pipeline
 
 # Test hook, documented in docs/scale-out.md: "<chunk_id>:<marker path>" makes the actor
@@ -61,6 +61,7 @@ def _enter(workdir: str) -> None:
     # a relative input missing there is then reported as that file.
     if os.path.isdir(workdir):
         os.chdir(workdir)
+    format_warnings_plainly()
     bound_threads()
 
 

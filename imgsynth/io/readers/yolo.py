@@ -81,12 +81,9 @@ def _layout(path: Path) -> tuple[Path | None, list[Path]]:
 def _load_yaml(path: Path) -> dict:
     """data.yaml with the type of every field imgsynth reads checked (path, train/val/test,
     names), so a wrong type is an InputError here, not a traceback or a wrong name later."""
-    import yaml
+    from imgsynth.core.safe_yaml import safe_load
 
-    try:
-        doc = yaml.safe_load(read_label_text(path))
-    except yaml.YAMLError as exc:
-        raise InputError(f"invalid YAML: {exc}", file=str(path)) from None
+    doc = safe_load(read_label_text(path), str(path), error=InputError)  # bounded: no alias bombs
     if not isinstance(doc, dict):
         raise InputError("data.yaml must be a mapping with 'names'", file=str(path))
     if "kpt_shape" in doc:
