@@ -24,7 +24,7 @@ from imgsynth.core.errors import EnvironmentFault, ImgsynthError, SampleError, e
 from imgsynth.core.rng import sample_rng, seed_key
 from imgsynth.core.sample import Sample
 from imgsynth.core.stage import BuildContext, SkipSample
-from imgsynth.io.image import encode_image, set_max_image_pixels
+from imgsynth.io.image import encode_image, pixel_limit
 from imgsynth.io.store import Store, open_store
 from imgsynth.recipes.load import parse_recipe, stage_names
 from imgsynth.recipes.schema import OutputConfig, Recipe
@@ -180,16 +180,19 @@ class Pipeline:
                  parts: range | None = None, in_worker: bool = False):
         self.recipe = recipe
         self.store = store
-        if recipe.max_image_pixels is not None:  # before building: sources decode assets
-            set_max_image_pixels(recipe.max_image_pixels)
         ctx = BuildContext(seed=recipe.seed, out_dir=store.local_path, classes=classes,
                            in_worker=in_worker)
         parts = range(len(recipe.stages) + 1) if parts is None else parts
         self.source_name, names = stage_names(recipe)
-        self.source = recipe.source.build(ctx) if 0 in parts else None
-        self.stages = [(name, cfg.build(ctx) if k in parts else None)
-                       for k, (name, cfg) in enumerate(zip(names, recipe.stages), start=1)]
+        with self.limits():  # building decodes assets (object cutouts, masks)
+            self.source = recipe.source.build(ctx) if 0 in parts else None
+            self.stages = [(name, cfg.build(ctx) if k in parts else None)
+                           for k, (name, cfg) in enumerate(zip(names, recipe.stages), start=1)]
         self.writer = SampleWriter(store, recipe.output)
+
+    def limits(self):
+        """The recipe's input limits, in force wherever the chain reads files (imgsynth.io.image)."""
+        return pixel_limit(self.recipe.max_image_pixels)
 
     @classmethod
     def from_resolved(cls, resolved: dict[str, Any], location: str, classes: list[str] | None,
@@ -217,7 +220,9 @@ class Pipeline:
         if not hasattr(self.source, "generate_batch") or batch_size <= 1:
             for index in indices:
                 try:
-                    yield index, self.source.generate(index, sample_rng(seed, self.source_name, index))
+                    with self.limits():
+                        made = self.source.generate(index, sample_rng(seed, self.source_name, index))
+                    yield index, made
                 except Exception as exc:  # noqa: BLE001 - handled per sample by write_chunk
                     stop_if_environment(exc)
                     yield index, exc
@@ -225,8 +230,9 @@ class Pipeline:
         for start in range(0, len(indices), batch_size):
             group = list(indices[start:start + batch_size])
             try:
-                results = self.source.generate_batch(
-                    group, [sample_rng(seed, self.source_name, i) for i in group])
+                with self.limits():
+                    results = self.source.generate_batch(
+                        group, [sample_rng(seed, self.source_name, i) for i in group])
             except Exception as exc:  # noqa: BLE001 - the whole group failed
                 stop_if_environment(exc)
                 results = [exc] * len(group)
@@ -253,7 +259,8 @@ class Pipeline:
         try:
             for k in range(len(self.stages)) if stages is None else stages:
                 name, stage = self.stages[k]
-                sample = stage.apply(sample, sample_rng(seed, name, index))
+                with self.limits():
+                    sample = stage.apply(sample, sample_rng(seed, name, index))
                 sample.seed_keys.append(seed_key(seed, name, index))
         except Exception as exc:  # noqa: BLE001 - handled per sample by write_chunk
             stop_if_environment(exc)

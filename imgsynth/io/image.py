@@ -16,10 +16,12 @@ imgsynth's limit allows.
 
 from __future__ import annotations
 
+import contextvars
 import io
 import os
 import threading
 import warnings
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -43,8 +45,11 @@ def is_image_file(path: str | os.PathLike) -> bool:
 def max_image_pixels() -> int | None:
     """The largest image (width x height pixels) imgsynth decodes; None: no limit.
 
-    The value given to set_max_image_pixels, else IMGSYNTH_MAX_IMAGE_PIXELS, else
-    8192 x 8192."""
+    Inside `pixel_limit(n)`, n; else the value given to set_max_image_pixels, else
+    IMGSYNTH_MAX_IMAGE_PIXELS, else 8192 x 8192."""
+    scoped = _scoped_limit.get()
+    if scoped is not _UNSET:
+        return scoped  # type: ignore[return-value]
     if _max_pixels_set is not _UNSET:
         return _max_pixels_set  # type: ignore[return-value]
     text = os.environ.get(MAX_IMAGE_PIXELS_ENV, "").strip()
@@ -73,6 +78,26 @@ def set_max_image_pixels(pixels: int | None) -> None:
     if isinstance(pixels, bool) or not isinstance(pixels, int) or pixels < 0:
         raise ValueError(f"the pixel limit is a whole number >= 0 (0: no limit), got {pixels!r}")
     _max_pixels_set = pixels or None
+
+
+@contextmanager
+def pixel_limit(pixels: int | None) -> Iterator[None]:
+    """The limit for the code inside the block only (this thread; a run's recipe value):
+    `pixels` > 0, 0 for no limit, None to keep the process's. The process setting is left
+    as it was, so running a recipe does not change what the caller decodes afterwards."""
+    if pixels is None:
+        yield
+        return
+    if isinstance(pixels, bool) or not isinstance(pixels, int) or pixels < 0:
+        raise ValueError(f"the pixel limit is a whole number >= 0 (0: no limit), got {pixels!r}")
+    token = _scoped_limit.set(pixels or None)
+    try:
+        yield
+    finally:
+        _scoped_limit.reset(token)
+
+
+_scoped_limit: contextvars.ContextVar = contextvars.ContextVar("imgsynth_pixel_limit", default=_UNSET)
 
 
 def decode_image(path: str | os.PathLike, *, mode: str = "RGB", data: bytes | None = None) -> np.ndarray:

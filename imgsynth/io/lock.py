@@ -82,6 +82,11 @@ class OutputLock:
                                       "refused)") from None
             holder = _read(fd)
             if not self._lock(fd, holder):
+                for _ in range(20):  # the holder writes its record just after locking
+                    holder = holder or _read(fd)
+                    if holder:
+                        break
+                    time.sleep(0.05)
                 os.close(fd)
                 self._undo_created()
                 raise RecipeError(f"another run is writing to this folder ({describe_holder(holder)})",

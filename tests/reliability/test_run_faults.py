@@ -527,6 +527,9 @@ def test_the_pixel_limit_is_a_recipe_key_recorded_and_applied_in_every_worker(tm
         errors = [json.loads(line) for line in (out / "errors.jsonl").read_text().splitlines()]
         assert len(errors) == 24 and all("over the limit of 10,000 pixels" in e["error"] for e in errors)
         assert all(any(s.endswith(".png") for s in e["sources"]) for e in errors)
+    from imgsynth.io.image import max_image_pixels
+
+    assert max_image_pixels() == 5_000_000  # a run does not change what its caller decodes
 
 
 def test_a_yaml_bomb_in_a_yolo_data_yaml_names_the_file(tmp_path):
