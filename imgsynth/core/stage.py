@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import typing
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, ClassVar, Protocol
 
@@ -46,20 +46,22 @@ class BuildContext:
 
     seed: int
     out_dir: Path | None = None
-    classes: list[str] | None = None
-    options: dict[str, Any] = field(default_factory=dict)
+    classes: list[str] | None = None  # the run's class list, when known
     # Built in a worker process of a run: what the driver shared (StageConfig.share) is there.
     in_worker: bool = False
 
 
 class Source(Protocol):
-    def __len__(self) -> int | None:  # number of samples it can make; None: unbounded
-        ...
+    """Built once per worker as `Implementation(config, ctx)`; makes sample `index` from its
+    Generator. Optional: `generate_batch(indices, rngs)` with a `batch_size`, `source_files(index)`
+    (named in errors.jsonl when the sample fails), `close()` (let go of models)."""
 
     def generate(self, index: int, rng: np.random.Generator) -> Sample: ...
 
 
 class Stage(Protocol):
+    """Built once per worker as `Implementation(config, ctx)`; turns a sample into a sample."""
+
     def apply(self, sample: Sample, rng: np.random.Generator) -> Sample: ...
 
 
@@ -103,17 +105,24 @@ def _input_values(model: BaseModel) -> Iterator[Path]:
 class StageConfig(BaseModel):
     """Base of every source/stage config: typed, strict, documented.
 
-    Subclasses set `type: Literal["name"]` and implement `build`, importing their
-    heavy modules inside it so that validating a recipe stays light.
+    Subclasses set `type: Literal["name"]` and name the class they build, once, as a
+    "module:Class" string in `implementation`; `build` imports it only then (so validating
+    a recipe never imports cv2 or torch) and returns `Class(config, ctx)`.
     """
 
     model_config = ConfigDict(extra="forbid", validate_default=True)
 
+    # "module:Class" of the source or stage this config builds, called as Class(config, ctx).
+    implementation: ClassVar[str] = ""
     # For sources: the PNG compression that suits their images (output.png_deflate: auto).
     png_deflate: ClassVar[str] = "rle"
 
-    def build(self, ctx: BuildContext) -> Any:  # pragma: no cover - abstract
-        raise NotImplementedError
+    def build(self, ctx: BuildContext) -> Any:
+        from imgsynth.core.registry import resolve
+
+        if not self.implementation:
+            raise NotImplementedError(f"{type(self).__name__} names no implementation")
+        return resolve(self.implementation)(self, ctx)
 
     def share(self, out_dir: Path) -> None:
         """Write under out_dir/SHARED_DIR what worker processes should read instead of
