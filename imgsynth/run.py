@@ -11,24 +11,23 @@ DIR is an output store (`imgsynth.io.store`): a folder, or a URL such as s3://bu
 
 from __future__ import annotations
 
+import copy
 import json
 import math
 import os
-import platform
 import shutil
 import sys
 import time
 from collections import Counter
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
 
-from imgsynth import __version__
 from imgsynth.core.errors import EnvironmentFault, ImgsynthError, RecipeError
 from imgsynth.core.registry import FORMATS, lookup
+from imgsynth.core.versions import RECORDED_PACKAGES, run_versions
 from imgsynth.core.stage import SHARED_DIR
 from imgsynth.engine.pipeline import (CHUNK_DIR, ChunkResult, Pipeline, chunk_file, chunk_id_of,
                                      one_torch_thread)
@@ -36,15 +35,11 @@ from imgsynth.engine.progress import Progress
 from imgsynth.io.atomic import atomic_writer
 from imgsynth.io.lock import OutputLock
 from imgsynth.io.store import LocalStore, Store, open_store
-from imgsynth.io.writers import (NEEDS_SAMPLE_FIELD, PER_RECORD_FORMATS, READS_SAMPLE_FILES,
-                                 check_class_names)
+from imgsynth.io.writers import check_class_names
 from imgsynth.io.writers.manifest import ManifestRecords
 from imgsynth.recipes.load import (apply_overrides, dump_yaml, load_yaml, parse_recipe,
                                    resolved_dict, safe_load)
 from imgsynth.recipes.schema import MAX_COUNT, Recipe
-
-RECORDED_PACKAGES = ("numpy", "opencv-python-headless", "pillow", "albumentations", "pydantic",
-                     "trdg", "torch", "torchvision", "diffusers")
 
 
 @dataclass
@@ -61,16 +56,6 @@ class RunSummary:
 def chunk_size_for(count: int) -> int:
     """Fixed by the count alone (not the worker count), so resume sees the same chunks."""
     return min(256, max(8, math.ceil(count / 512)))
-
-
-def versions() -> dict[str, str]:
-    found = {"imgsynth": __version__, "python": platform.python_version()}
-    for name in RECORDED_PACKAGES:
-        try:
-            found[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            pass
-    return found
 
 
 @dataclass
@@ -91,20 +76,33 @@ SHARED_KEYS = ("seed", "on_error", "workers", "engine", "max_image_pixels")
 PARALLEL_FINALIZE_MIN = 2000
 
 
-def prepare(recipe_path: str | Path, *, seed: int | None = None, count: int | None = None,
+RecipeInput = str | Path | Mapping[str, Any]  # a YAML file, or the recipe itself
+
+
+def recipe_name(recipe: RecipeInput) -> str:
+    """How messages name the recipe: its file, or that it was given as a mapping."""
+    return "(recipe given as a mapping)" if isinstance(recipe, Mapping) else str(recipe)
+
+
+def recipe_data(recipe: RecipeInput) -> dict[str, Any]:
+    """A fresh, mutable copy of the recipe mapping (the caller's is never changed)."""
+    return copy.deepcopy(dict(recipe)) if isinstance(recipe, Mapping) else load_yaml(recipe)
+
+
+def prepare(recipe: RecipeInput, *, seed: int | None = None, count: int | None = None,
             workers: int | None = None, engine: str | None = None,
             overrides: tuple[str, ...] | list[str] = ()) -> tuple[list[Part], dict[str, Any]]:
-    """Load, override and validate a recipe; return its parts and its resolved (saved) form.
+    """Load, override and validate a recipe (a YAML path or a mapping); return its parts and
+    its resolved (saved) form.
 
     A recipe with `parts: {name: {...}}` makes one data set per part in DIR/<name>/; the
     top-level seed/on_error/workers/engine apply to every part unless the part sets them.
     """
-    data = load_yaml(recipe_path)
+    data, file = recipe_data(recipe), recipe_name(recipe)
     data.pop("imgsynth", None)
     data = apply_overrides(data, list(overrides))
     cli = {k: v for k, v in (("seed", seed), ("count", count), ("workers", workers),
                              ("engine", engine)) if v is not None}
-    file = str(recipe_path)
     model = training_model(data)
     if model:
         raise RecipeError(f"this is a training recipe (model: {model}), not a data set recipe",
@@ -153,7 +151,7 @@ def _prepare_part(name: str | None, data: dict[str, Any], file: str, prefix: str
     for i, fmt in enumerate(recipe.output.formats):
         where = f"{prefix + '.' if prefix else ''}output.formats.{i}"
         lookup(FORMATS, fmt, key=where, what="label format")
-        need = NEEDS_SAMPLE_FIELD.get(fmt)
+        need = FORMATS[fmt].needs
         if provided is not None and need is not None and need not in provided:
             what = "a classification label" if need == "label" else "a text"
             raise RecipeError(f"the '{fmt}' format needs {what} on every sample, and the "
@@ -164,17 +162,18 @@ def _prepare_part(name: str | None, data: dict[str, Any], file: str, prefix: str
     return Part(name, recipe, resolved_dict(recipe))
 
 
-def run_recipe(recipe_path: str | Path, out_dir: str | Path, *, seed: int | None = None,
+def run_recipe(recipe: RecipeInput, out_dir: str | Path, *, seed: int | None = None,
                count: int | None = None, workers: int | None = None, engine: str | None = None,
                overrides: tuple[str, ...] | list[str] = (), resume: bool = False,
                quiet: bool = False) -> RunSummary:
-    """Run a recipe into out_dir (a folder or a URL). Returns the summary (of all parts together).
+    """Run a recipe (a YAML path, or the recipe as a mapping) into out_dir (a folder or a URL).
+    Returns the summary (of all parts together).
 
     A local out_dir is locked for the whole run (imgsynth.io.lock): a second run into it is
     refused. Errors before DIR/recipe.yaml is written leave nothing behind (exit 2); after it,
     a fault of the machine (full disk, no memory, I/O error) stops the run resumably (exit 1)."""
     t0 = time.perf_counter()
-    parts, resolved = prepare(recipe_path, seed=seed, count=count, workers=workers,
+    parts, resolved = prepare(recipe, seed=seed, count=count, workers=workers,
                               engine=engine, overrides=overrides)
     store = open_store(out_dir)
     if getattr(store, "process_local", False) and any(
@@ -183,7 +182,7 @@ def run_recipe(recipe_path: str | Path, out_dir: str | Path, *, seed: int | None
                           "cannot write there", file=str(store),
                           fix="use --workers 1 with the local engine, or a folder or bucket")
     if isinstance(store, LocalStore):
-        _check_out_outside_inputs(store.local_path, parts, str(recipe_path))
+        _check_out_outside_inputs(store.local_path, parts, recipe_name(recipe))
         lock = OutputLock(store.local_path)
         lock.acquire()
     else:  # object stores have no lock (docs/reliability.md)
@@ -196,14 +195,14 @@ def run_recipe(recipe_path: str | Path, out_dir: str | Path, *, seed: int | None
         for part in parts:
             classes = part.recipe.output.classes or part.recipe.source.classes()
             check_class_names(part.recipe.output.formats, classes or [],
-                              key=_key(part, "output.formats"), file=str(recipe_path))
+                              key=_key(part, "output.formats"), file=recipe_name(recipe))
             pipelines.append((part, classes, Pipeline(part.recipe, part.out(store), classes)))
         if lock is not None and lock.taken_over and not quiet:
             print(f"imgsynth: took over the lock of a run that ended without releasing it "
                   f"(pid {lock.taken_over.get('pid')}, started {lock.taken_over.get('started')})",
                   file=sys.stderr)
         try:
-            store.write_bytes("recipe.yaml", dump_yaml(dict(resolved, imgsynth=versions())).encode("utf-8"))
+            store.write_bytes("recipe.yaml", dump_yaml(dict(resolved, imgsynth=run_versions())).encode("utf-8"))
         except OSError as exc:  # e.g. no such bucket, no write permission
             raise RecipeError(f"cannot write to --out: {exc}", file=str(store),
                               fix="check that the folder or bucket exists and that you may write there") from None
@@ -336,7 +335,7 @@ def _check_out_dir(store: Store, resolved: dict[str, Any], resume: bool) -> None
 def _check_versions(saved: dict[str, str], file: str) -> None:
     """A resumed run must make the bytes the first run made: other versions of imgsynth
     or of the packages that compute pixels (numpy, OpenCV, ...) may not."""
-    now = versions()
+    now = run_versions()
     changed = [name for name in ("imgsynth", *RECORDED_PACKAGES)
                if name in saved and saved[name] != now.get(name)]
     if changed:
@@ -412,7 +411,7 @@ def finalize(recipe: Recipe, store: Store, n_chunks: int, classes: list[str] | N
         classes = resolve_classes(classes, records)
         check_class_names(recipe.output.formats, classes)  # names found only in the samples
         workers = min(recipe.workers, os.cpu_count() or 1)
-        sliced = [fmt for fmt in recipe.output.formats if fmt in PER_RECORD_FORMATS] \
+        sliced = [fmt for fmt in recipe.output.formats if FORMATS[fmt].per_record] \
             if workers > 1 and len(records) >= PARALLEL_FINALIZE_MIN else []
         for fmt in recipe.output.formats:
             writer = lookup(FORMATS, fmt, key="output.formats", what="label format")
@@ -433,7 +432,7 @@ def finalize(recipe: Recipe, store: Store, n_chunks: int, classes: list[str] | N
 def _sample_files_read_back(recipe: Recipe, records: ManifestRecords) -> Iterator[str]:
     """Sample files (relative paths) that finalize reads again: all of them for formats
     that copy or pack them, else the images the preview shows."""
-    if READS_SAMPLE_FILES & set(recipe.output.formats):
+    if any(FORMATS[fmt].reads_sample_files for fmt in recipe.output.formats):
         yield from (rel for rec in records for rel in rec["sha256"])
     elif recipe.output.preview:
         from imgsynth.preview import spread_indices

@@ -2,12 +2,13 @@
 
 Entries are 'module:attribute' strings so that looking a name up (to validate a
 recipe or print the reference) imports only light config modules, never torch.
-A new stage adds one line here and one config module.
+A new stage adds one line here and one config module; a new label format one FormatSpec.
 """
 
 from __future__ import annotations
 
 import importlib
+from dataclasses import dataclass
 from typing import Any
 
 from imgsynth.core.errors import RecipeError, did_you_mean
@@ -27,27 +28,54 @@ STAGES: dict[str, str] = {
     "diffuse_img2img": "imgsynth.generate.diffusion_config:Img2ImgConfig",
 }
 
+@dataclass(frozen=True)
+class FormatSpec:
+    """Everything imgsynth knows about one label format, in one place.
+
+    entry: its writer, 'module:function', called as
+        writer(out_dir, records, classes, output) -> list[Path] at the end of a run;
+    needs: a per-sample field the format cannot do without ("label": a class per image,
+        "text": a transcription); a run whose source makes none is refused before any sample;
+    per_record: its files are one per record plus files made from the class list alone, so a
+        big run writes it in parallel over slices of the manifest (tests check the bytes
+        equal one pass);
+    reads_sample_files: it reads the images back (copies, hard links, tar shards, LMDB), so a
+        run whose output is a URL downloads them for it;
+    class_names: which class names it can hold as they are ("xml", "folder": rules in
+        imgsynth.io.writers; None: any), checked on the declared classes before any sample.
+    """
+
+    entry: str
+    needs: str | None = None
+    per_record: bool = False
+    reads_sample_files: bool = False
+    class_names: str | None = None
+
+
+_W = "imgsynth.io.writers"
 # Label formats written at the end of a run from manifest.jsonl.
-FORMATS: dict[str, str] = {
-    "coco": "imgsynth.io.writers.coco:write_coco",
-    "yolo": "imgsynth.io.writers.yolo:write_yolo_detect",
-    "yolo_seg": "imgsynth.io.writers.yolo:write_yolo_segment",
-    "voc": "imgsynth.io.writers.voc:write_voc",
-    "imagefolder": "imgsynth.io.writers.classification:write_imagefolder",
-    "csv": "imgsynth.io.writers.classification:write_csv",
-    "hf": "imgsynth.io.writers.classification:write_hf_metadata",
-    "semantic_masks": "imgsynth.io.writers.masks:write_semantic_masks",
-    "ocr_labels": "imgsynth.io.writers.ocr:write_labels_txt",
-    "gt_txt": "imgsynth.io.writers.ocr:write_gt_txt",
-    "mmocr": "imgsynth.io.writers.ocr:write_mmocr",
-    "lmdb": "imgsynth.io.writers.ocr:write_lmdb",
-    "icdar": "imgsynth.io.writers.ocr:write_icdar",
-    "webdataset": "imgsynth.io.writers.shards:write_webdataset",
+FORMATS: dict[str, FormatSpec] = {
+    "coco": FormatSpec(f"{_W}.coco:write_coco"),
+    "yolo": FormatSpec(f"{_W}.yolo:write_yolo_detect", per_record=True),
+    "yolo_seg": FormatSpec(f"{_W}.yolo:write_yolo_segment", per_record=True, reads_sample_files=True),
+    "voc": FormatSpec(f"{_W}.voc:write_voc", per_record=True, class_names="xml"),
+    "imagefolder": FormatSpec(f"{_W}.classification:write_imagefolder", needs="label",
+                              reads_sample_files=True, class_names="folder"),
+    "csv": FormatSpec(f"{_W}.classification:write_csv", needs="label"),
+    "hf": FormatSpec(f"{_W}.classification:write_hf_metadata"),
+    "semantic_masks": FormatSpec(f"{_W}.masks:write_semantic_masks", per_record=True),
+    "ocr_labels": FormatSpec(f"{_W}.ocr:write_labels_txt", needs="text"),
+    "gt_txt": FormatSpec(f"{_W}.ocr:write_gt_txt", needs="text"),
+    "mmocr": FormatSpec(f"{_W}.ocr:write_mmocr"),
+    "lmdb": FormatSpec(f"{_W}.ocr:write_lmdb", needs="text", reads_sample_files=True),
+    "icdar": FormatSpec(f"{_W}.ocr:write_icdar"),
+    "webdataset": FormatSpec(f"{_W}.shards:write_webdataset", reads_sample_files=True),
 }
 
 
-def resolve(entry: str) -> Any:
-    module, _, attr = entry.partition(":")
+def resolve(entry: str | FormatSpec) -> Any:
+    """The object a registry entry names: a 'module:attribute' string, or a spec's `entry`."""
+    module, _, attr = getattr(entry, "entry", entry).partition(":")
     return getattr(importlib.import_module(module), attr)
 
 

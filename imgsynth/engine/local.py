@@ -84,7 +84,7 @@ def _write_slice(fmt: str, out_dir: Path, manifest: Path, start: int, stop: int,
 
 def write_formats_in_slices(formats: list[str], out_dir: Path, manifest: Path, count: int,
                             classes: list[str], output: Any, workers: int) -> None:
-    """Per-record label formats (imgsynth.io.writers.PER_RECORD_FORMATS) written by
+    """Per-record label formats (FormatSpec.per_record) written by
     `workers` processes, each over a contiguous slice of the manifest's records."""
     step = max(1, -(-count // (4 * workers)))  # 4 slices per worker keep them all busy
     try:

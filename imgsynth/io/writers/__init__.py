@@ -19,23 +19,12 @@ from pathlib import Path
 
 from imgsynth.core.boxes import Box, is_empty
 from imgsynth.core.errors import RecipeError
+from imgsynth.core.registry import FORMATS
 from imgsynth.io.atomic import atomic_write_bytes
 from imgsynth.io.readers.base import LabelWarning
 
-# Formats that read the sample files back (copies, hard links, tar shards, LMDB). A run
-# whose output is a URL downloads those files into its staging folder for them
-# (imgsynth.io.store); the other formats need only the manifest records.
-READS_SAMPLE_FILES = frozenset({"imagefolder", "yolo_seg", "lmdb", "webdataset"})
-
-# Formats whose files for a set of records are the files for each record plus files made
-# from the class list alone: finalize may write them in parallel over slices of the
-# manifest (tests check that slices give the same bytes as one pass).
-PER_RECORD_FORMATS = frozenset({"yolo", "yolo_seg", "voc", "semantic_masks"})
-
-# What a format needs on the samples (StageConfig.provides): a run whose source makes no
-# such sample is refused before anything is written, not after the samples.
-NEEDS_SAMPLE_FIELD = {"imagefolder": "label", "csv": "label",
-                      "ocr_labels": "text", "gt_txt": "text", "lmdb": "text"}
+# What each format needs, whether it is written per record or reads the sample files back:
+# its FormatSpec in imgsynth.core.registry.FORMATS.
 
 Records = Collection[dict]  # a list, or ManifestRecords
 
@@ -70,15 +59,17 @@ def _folder_name_problem(name: str) -> str | None:
 
 
 # Class names a format cannot hold as they are (it would write an unreadable file, or a
-# reader would get another name back). Checked on the declared classes before any sample.
-CLASS_NAME_RULES = {"voc": _xml_name_problem, "imagefolder": _folder_name_problem}
+# reader would get another name back), by FormatSpec.class_names. Checked on the declared
+# classes before any sample.
+CLASS_NAME_RULES = {"xml": _xml_name_problem, "folder": _folder_name_problem}
 
 
 def check_class_names(formats: Iterable[str], classes: Iterable[str], key: str = "output.formats",
                       file: str | None = None) -> None:
     """RecipeError for the first class name that one of the formats cannot hold."""
     for fmt in formats:
-        rule = CLASS_NAME_RULES.get(fmt)
+        spec = FORMATS.get(fmt)
+        rule = CLASS_NAME_RULES.get(spec.class_names) if spec and spec.class_names else None
         for name in classes if rule else ():
             problem = rule(str(name))
             if problem:
