@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import os
 import platform
-from importlib import metadata
 from pathlib import Path
 
-from imgsynth.run import RECORDED_PACKAGES
+from imgsynth import __version__
+from imgsynth.core.versions import RECORDED_PACKAGES, package_versions
 
 EXTRA_PACKAGES = ("transformers", "torchmetrics", "ray", "scikit-learn", "scipy", "lmdb",
                   "fonttools", "pycocotools", "typer", "rich", "pyyaml")
@@ -42,11 +42,9 @@ def devices() -> list[str]:
 
 def describe() -> str:
     lines = [f"python {platform.python_version()} on {platform.platform()}", "", "packages:"]
-    for name in ("imgsynth",) + RECORDED_PACKAGES + EXTRA_PACKAGES:
-        try:
-            lines.append(f"  {name:<24} {metadata.version(name)}")
-        except metadata.PackageNotFoundError:
-            lines.append(f"  {name:<24} (not installed)")
+    found = {"imgsynth": __version__,  # not the installed metadata: stale in an editable install
+             **package_versions(RECORDED_PACKAGES + EXTRA_PACKAGES, "(not installed)")}
+    lines += [f"  {name:<24} {version}" for name, version in found.items()]
     lines += ["", "devices:"] + [f"  {d}" for d in devices()]
     lines += ["", "model weights are looked for in:"]
     lines += [f"  {k}: {v}" for k, v in weight_locations().items()]
