@@ -244,20 +244,6 @@ def rot90_points(points: np.ndarray, k: int, height: int, width: int) -> np.ndar
     return out
 
 
-def hflip_boxes(boxes_xyxy: np.ndarray, width: int) -> np.ndarray:
-    out = boxes_xyxy.copy()
-    out[:, 0] = width - boxes_xyxy[:, 2]
-    out[:, 2] = width - boxes_xyxy[:, 0]
-    return out
-
-
-def vflip_boxes(boxes_xyxy: np.ndarray, height: int) -> np.ndarray:
-    out = boxes_xyxy.copy()
-    out[:, 1] = height - boxes_xyxy[:, 3]
-    out[:, 3] = height - boxes_xyxy[:, 1]
-    return out
-
-
 # ---------------------------------------------------------------------------
 # Rotation by any angle
 # ---------------------------------------------------------------------------
