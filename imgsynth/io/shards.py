@@ -2,8 +2,8 @@
 samples (`iter_tar_samples`), a bounded shuffle (`buffer_shuffle`) and a sample decoded into
 `(image, record)` (`decode_sample`).
 
-The PyTorch Dataset over them is `imgsynth.torch.ShardDataset` (the torch layer); the name
-`imgsynth.io.shards.ShardDataset` still resolves to it, importing torch only when used.
+The PyTorch Dataset over them is `imgsynth.torch.ShardDataset` (the torch layer, which sits
+above io: io never imports it).
 """
 
 from __future__ import annotations
@@ -61,12 +61,3 @@ def decode_sample(sample: dict[str, Any]) -> tuple[np.ndarray, dict]:
     if "cls" in sample:
         record["class_id"] = int(sample["cls"])
     return image, record
-
-
-def __getattr__(name: str) -> Any:
-    # ShardDataset's old home, documented before the torch layer had its own package.
-    if name == "ShardDataset":
-        from imgsynth.torch.data import ShardDataset
-
-        return ShardDataset
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -9,7 +9,7 @@ class names in id order (the ids of `.cls` and of the other label formats).
 
 Shards are byte-identical for the same manifest: members are sorted, with mtime 0,
 uid/gid 0, empty owner names and mode 0644. Each shard is written under a temporary
-name and then renamed, so a shard file is always complete. `imgsynth.io.shards`
+name and then renamed, so a shard file is always complete. `imgsynth.torch.ShardDataset`
 streams them into PyTorch.
 """
 
