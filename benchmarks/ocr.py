@@ -36,7 +36,7 @@ TRDG_CLI = ("import sys; from imgsynth.ocr import trdg_compat; trdg_compat.insta
 
 
 def make_strings(count: int) -> list[str]:
-    from imgsynth.ocr.sources import read_lines, trdg_dictionary_path
+    from imgsynth.ocr.texts import read_lines, trdg_dictionary_path
 
     words = read_lines(trdg_dictionary_path("en"), key="-")
     rnd = random.Random(0)

@@ -1,18 +1,25 @@
-"""Recipe config of the `augment` stage (pydantic only; albumentations is imported
-while validating transform names, never when this module is imported)."""
+"""Recipe config of the `augment` stage (built as imgsynth.augment.stage.AugmentStage).
+
+Pydantic only; albumentations is imported while validating transform names, never when
+this module is imported. `TransformSpec` is how a recipe writes an albumentations or
+imgsynth transform wherever it takes one (here, and compose's `photometric`).
+"""
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from imgsynth.core.stage import BuildContext, StageConfig
+from imgsynth.core.stage import StageConfig
 
 
 class TransformSpec(BaseModel):
-    """One transform: `name` plus its parameters as further keys, e.g.
-    `{name: Rotate, limit: 30, border_mode: reflect, p: 0.7}`."""
+    """One transform, written `{name: TransformName, param: value, ...}` wherever a recipe takes one.
+
+    E.g. `{name: Rotate, limit: 30, border_mode: constant, p: 0.7}`: the parameters are the
+    further keys. Checked when the recipe loads (unknown names and parameters, with a
+    did-you-mean)."""
 
     model_config = ConfigDict(extra="allow")
 
@@ -41,6 +48,8 @@ class AugmentConfig(StageConfig):
     """Classical augmentation that keeps labels right: albumentations plus imgsynth's
     exact flips/rotation and fast, saturating noise."""
 
+    implementation: ClassVar[str] = "imgsynth.augment.stage:AugmentStage"
+
     type: Literal["augment"] = Field("augment", description="Stage type: classical augmentation.")
     transforms: list[TransformSpec] = Field(
         min_length=1, description="Transforms applied in order, each with probability p.")
@@ -63,8 +72,3 @@ class AugmentConfig(StageConfig):
     skip_empty: bool = Field(
         False, description="Leave a sample out (counted as skipped) when it had instances and "
         "all of them were dropped.")
-
-    def build(self, ctx: BuildContext):
-        from imgsynth.augment.stage import AugmentStage
-
-        return AugmentStage(self)

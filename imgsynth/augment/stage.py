@@ -21,7 +21,7 @@ from imgsynth.augment.transforms import Targets
 from imgsynth.core.boxes import box_area, clip_xyxy, is_empty, points_bbox
 from imgsynth.core.masks import mask_area, mask_polygons, polygons_to_mask, tight_bbox
 from imgsynth.core.sample import Instance, Sample
-from imgsynth.core.stage import SkipSample
+from imgsynth.core.stage import BuildContext, SkipSample
 
 
 @dataclass
@@ -36,7 +36,10 @@ class InstanceLayout:
 
 
 class AugmentStage:
-    def __init__(self, config):
+    """The stage an AugmentConfig builds. `ctx` is optional: the stage needs nothing of the
+    run, and the torch layer builds it outside one."""
+
+    def __init__(self, config, ctx: BuildContext | None = None):
         self.config = config
         self.steps = build_steps([(t.name, t.params) for t in config.transforms])
         # Nonlinear warps (elastic, grid, optical, piecewise affine, thin-plate spline) bend

@@ -4,7 +4,7 @@ Every kernel takes `bg` (HxWx3 uint8, the background under the patch), `fg` (HxW
 uint8, the object's colours) and `alpha` (HxW uint8, the object's geometric alpha,
 already warped) and returns the new HxWx3 uint8 window. They work on the object's
 window only, never on the whole frame. The labels never depend on the blend mode:
-they come from `alpha >= ALPHA_THRESHOLD` (see zbuffer.py).
+they come from `imgsynth.core.masks.silhouette(alpha)`.
 """
 
 from __future__ import annotations
@@ -12,14 +12,14 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from imgsynth.compose.zbuffer import ALPHA_THRESHOLD
+from imgsynth.core.masks import silhouette
 
 BLEND_MODES = ("hard", "alpha", "gaussian", "box", "poisson_normal", "poisson_mixed", "pyramid")
 
 
 def hard_alpha(alpha: np.ndarray) -> np.ndarray:
     """The object's silhouette as 0/255 uint8 (the same threshold the labels use)."""
-    return np.where(alpha >= ALPHA_THRESHOLD, np.uint8(255), np.uint8(0))
+    return np.where(silhouette(alpha), np.uint8(255), np.uint8(0))
 
 
 def blend_alpha(bg: np.ndarray, fg: np.ndarray, alpha: np.ndarray) -> np.ndarray:
@@ -146,7 +146,7 @@ def motion_blur_patch(fg: np.ndarray, alpha: np.ndarray, length: int,
 def harmonize_lab(fg: np.ndarray, alpha: np.ndarray, bg: np.ndarray,
                   strength: float) -> np.ndarray:
     """Move the object's LAB mean/std toward the background around it (Reinhard transfer)."""
-    inside = alpha >= ALPHA_THRESHOLD
+    inside = silhouette(alpha)
     if not inside.any() or inside.all():
         return fg
     fg_lab = cv2.cvtColor(fg, cv2.COLOR_RGB2LAB)

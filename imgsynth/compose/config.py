@@ -1,4 +1,5 @@
-"""Recipe configs of the compositing sources: `compose` and `copy_paste`.
+"""Recipe configs of the compositing sources: `compose` (built as
+imgsynth.compose.scene.ComposeSource) and `copy_paste` (imgsynth.compose.copy_paste).
 
 Light on purpose (pydantic and stdlib only): validating a recipe never imports cv2.
 """
@@ -8,11 +9,13 @@ from __future__ import annotations
 import functools
 import json
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, model_validator
 
-from imgsynth.core.stage import BuildContext, InputPath, StageConfig
+from imgsynth.augment.config import TransformSpec
+from imgsynth.core.ranges import Range, warn_old_spelling
+from imgsynth.core.stage import InputPath, StageConfig
 
 BlendMode = Literal["hard", "alpha", "gaussian", "box", "poisson_normal", "poisson_mixed", "pyramid"]
 BLEND_MODES: tuple[str, ...] = BlendMode.__args__
@@ -41,10 +44,26 @@ def _read_coco_summary(path: str, mtime_ns: int) -> tuple[tuple[str, ...], int]:
     return tuple(str(c["name"]) for c in cats), len(doc.get("images", []))
 
 
-def _check_range(value: tuple, name: str) -> tuple:
-    if value[0] > value[1]:
-        raise ValueError(f"{name}: the first value ({value[0]}) must not exceed the second ({value[1]})")
-    return value
+def _is_old_step(step: Any) -> bool:
+    """{TransformName: {param: value}}: one key, not 'name', holding the parameters."""
+    return isinstance(step, dict) and len(step) == 1 and "name" not in step \
+        and isinstance(next(iter(step.values())), dict | None)
+
+
+def _photometric_entries(steps: Any) -> Any:
+    """The old spelling of `photometric`, [{TransformName: {param: value}}], as the augment
+    stage's transform entries [{name: TransformName, param: value}]."""
+    if not isinstance(steps, list) or not any(_is_old_step(step) for step in steps):
+        return steps
+    warn_old_spelling("'photometric: [{TransformName: {param: value}}]'",
+                      "'photometric: [{name: TransformName, param: value}]' like augment's transforms")
+    entries = []
+    for step in steps:
+        if _is_old_step(step):
+            (name, params), = step.items()
+            step = {"name": name, **(params or {})}
+        entries.append(step)
+    return entries
 
 
 class ObjectLibraryConfig(BaseModel):
@@ -71,6 +90,8 @@ class ObjectLibraryConfig(BaseModel):
 class ComposeConfig(StageConfig):
     """Cut-and-paste scenes: objects pasted on backgrounds, labels from a z-buffer of visible pixels."""
 
+    implementation: ClassVar[str] = "imgsynth.compose.scene:ComposeSource"
+
     type: Literal["compose"] = Field("compose", description="Source name.")
     objects: list[ObjectLibraryConfig] = Field(..., min_length=1, description="Object libraries (one or more).")
     backgrounds: InputPath = Field(..., description="Folder of background images (any sizes), or one image file.")
@@ -82,22 +103,24 @@ class ComposeConfig(StageConfig):
     background_fit: Literal["crop", "resize"] = Field(
         "crop", description="crop: scale the background to cover width x height, then take a random "
         "crop. resize: stretch it to width x height.")
-    objects_per_image: tuple[int, int] = Field((1, 4), description="Range (inclusive) of labeled objects per scene.")
+    objects_per_image: Range(int, ge=0) = Field((1, 4), description="Range [lo, hi] (inclusive) of labeled objects per scene.")
     class_weights: dict[str, float] = Field(
         default_factory=dict, description="Relative weight of each class when picking an object "
         "(missing classes weigh 1).")
-    distractors_per_image: tuple[int, int] = Field((0, 0), description="Range (inclusive) of distractors per scene.")
-    scale: tuple[float, float] = Field(
-        (0.15, 0.45), description="Range of the object's longer side, log-uniform: a fraction of the "
+    distractors_per_image: Range(int, ge=0) = Field((0, 0), description="Range [lo, hi] (inclusive) of distractors per scene.")
+    scale: Range(float, gt=0) = Field(
+        (0.15, 0.45), description="Range [lo, hi] of the object's longer side, log-uniform: a fraction of the "
         "background's shorter side (scale_unit fraction) or pixels (scale_unit pixels).")
     scale_unit: Literal["fraction", "pixels"] = Field("fraction", description="Unit of scale.")
-    rotation: tuple[float, float] = Field((-20.0, 20.0), description="Range of in-plane rotation in degrees (uniform).")
+    rotation: Range(float) = Field((-20.0, 20.0), description="Range [lo, hi] of in-plane rotation in degrees (uniform).")
     flip_horizontal: float = Field(0.5, ge=0, le=1, description="Probability of a left-right flip of the object.")
     flip_vertical: float = Field(0.0, ge=0, le=1, description="Probability of an upside-down flip of the object.")
     aspect_jitter: float = Field(0.1, ge=0, le=1, description="The object's aspect ratio is multiplied by exp(u), u uniform in [-j, j].")
-    photometric: list[dict[str, dict[str, Any]]] = Field(
-        default_factory=list, description="Per-object albumentations pipeline, a list of "
-        "{TransformName: {param: value}} (e.g. [{RandomBrightnessContrast: {p: 0.5}}]), seeded per object.")
+    photometric: list[TransformSpec] = Field(
+        default_factory=list, description="Per-object albumentations pipeline, seeded per object: "
+        "pixel-level transforms written as in the augment stage, {name: TransformName, param: "
+        "value} (e.g. [{name: RandomBrightnessContrast, p: 0.5}]). Deprecated, still read: the "
+        "old spelling [{TransformName: {param: value}}].")
     allowed_region: tuple[float, float, float, float] = Field(
         (0.0, 0.0, 1.0, 1.0), description="x1, y1, x2, y2 as fractions of the image: object centres fall inside.")
     avoid_mask: InputPath | None = Field(
@@ -118,7 +141,7 @@ class ComposeConfig(StageConfig):
     feather_radius: float = Field(2.0, ge=0, le=50, description="Edge softness in pixels for gaussian and box blending.")
     pyramid_levels: int = Field(4, ge=1, le=8, description="Levels of the Laplacian pyramid blend.")
     motion_blur: float = Field(0.0, ge=0, le=1, description="Probability of a motion blur of the pasted object.")
-    motion_blur_length: tuple[int, int] = Field((3, 11), description="Range of the motion blur kernel length in pixels.")
+    motion_blur_length: Range(int) = Field((3, 11), description="Range [lo, hi] of the motion blur kernel length in pixels.")
     harmonize: float = Field(0.0, ge=0, le=1, description="Probability of matching the object's LAB statistics to its local background.")
     harmonize_strength: float = Field(0.5, ge=0, le=1, description="0: keep the object's colours, 1: full LAB mean/std transfer.")
     shadow: float = Field(0.0, ge=0, le=1, description="Probability of a simple drop shadow under the object.")
@@ -149,15 +172,15 @@ class ComposeConfig(StageConfig):
                     data = {**data, key: [{"path": i} if isinstance(i, str) else i for i in item]}
         return data
 
+    @model_validator(mode="before")
+    @classmethod
+    def _old_spellings(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "photometric" in data:
+            data = {**data, "photometric": _photometric_entries(data["photometric"])}
+        return data
+
     @model_validator(mode="after")
     def _check(self) -> ComposeConfig:
-        for name in ("objects_per_image", "distractors_per_image", "scale", "rotation",
-                     "motion_blur_length"):
-            _check_range(getattr(self, name), name)
-        if self.objects_per_image[0] < 0 or self.distractors_per_image[0] < 0:
-            raise ValueError("objects_per_image / distractors_per_image must be >= 0")
-        if self.scale[0] <= 0:
-            raise ValueError("scale must be > 0")
         if (self.width is None) != (self.height is None):
             raise ValueError("set both width and height, or neither (keep background sizes)")
         x1, y1, x2, y2 = self.allowed_region
@@ -188,23 +211,20 @@ class ComposeConfig(StageConfig):
     def provides(self) -> frozenset[str]:
         return frozenset()  # objects only: no image class, no text
 
-    def build(self, ctx: BuildContext) -> Any:
-        from imgsynth.compose.stage import ComposeSource
-
-        return ComposeSource(self, ctx)
-
 
 class CopyPasteConfig(StageConfig):
     """Copy-paste augmentation (Ghiasi et al. 2021) of a COCO dataset: instances of one image
     pasted into another with large-scale jitter; covered annotations shrink or vanish."""
 
+    implementation: ClassVar[str] = "imgsynth.compose.copy_paste:CopyPasteSource"
+
     type: Literal["copy_paste"] = Field("copy_paste", description="Source name.")
     dataset: InputPath = Field(..., description="The COCO dataset (annotation JSON or its folder).")
     format: Literal["coco"] = Field("coco", description="Dataset format.")
     copies: int = Field(1, ge=1, description="Augmented images made per dataset image.")
-    pastes: tuple[int, int] = Field((1, 8), description="Range of instances pasted from the other image.")
-    scale: tuple[float, float] = Field((0.1, 2.0), description="Large-scale jitter: range of the "
-                                       "pasted image's scale factor (uniform).")
+    pastes: Range(int, ge=0) = Field((1, 8), description="Range [lo, hi] of instances pasted from the other image.")
+    scale: Range(float, gt=0) = Field((0.1, 2.0), description="Large-scale jitter: range [lo, hi] "
+                                      "of the pasted image's scale factor (uniform).")
     flip_horizontal: float = Field(0.5, ge=0, le=1, description="Probability of flipping the pasted image left-right.")
     blend: Literal["hard", "gaussian"] = Field("gaussian", description="hard, or gaussian-feathered edges.")
     feather_radius: float = Field(2.0, ge=0, le=50, description="Edge softness in pixels for gaussian.")
@@ -212,14 +232,6 @@ class CopyPasteConfig(StageConfig):
     min_area: int = Field(10, ge=1, description="Instances with fewer visible pixels leave the labels.")
 
     _opened: Any = PrivateAttr(default=None)
-
-    @model_validator(mode="after")
-    def _check(self) -> CopyPasteConfig:
-        _check_range(self.pastes, "pastes")
-        _check_range(self.scale, "scale")
-        if self.scale[0] <= 0:
-            raise ValueError("scale must be > 0")
-        return self
 
     def classes(self) -> list[str] | None:
         """The dataset's categories in id order, so class ids match the input's."""
@@ -233,18 +245,12 @@ class CopyPasteConfig(StageConfig):
     def provides(self) -> frozenset[str]:
         return frozenset()  # objects only: no image class, no text
 
-    def build(self, ctx: BuildContext) -> Any:
-        from imgsynth.compose.stage import CopyPasteSource
-        from imgsynth.io.readers.index import shared_or_parsed
-
-        return CopyPasteSource(self, shared_or_parsed(ctx, self.dataset, self.format, self._parsed))
-
     def share(self, out_dir: Path) -> None:
         from imgsynth.io.readers.index import share_dataset
 
-        self._opened = share_dataset(out_dir, self.dataset, self.format, self._parsed())
+        self._opened = share_dataset(out_dir, self.dataset, self.format, self.parsed_dataset())
 
-    def _parsed(self):
+    def parsed_dataset(self):
         """The dataset, read once per process."""
         if self._opened is None:
             from imgsynth.io.readers import read_dataset

@@ -2,9 +2,9 @@
 
 Three layouts: RGBA cutouts in class folders (`objects/<class>/*.png`), image + mask
 pairs in class folders (`<stem>.jpg` + `<stem>_mask.png`), and instances cut out of a
-COCO dataset by their segmentation. A cutout whose silhouette is empty (no alpha at or
-above ALPHA_THRESHOLD) is left out and reported; a class left with no cutout is an
-error that names its folder.
+COCO dataset by their segmentation. A cutout whose silhouette (imgsynth.core.masks) is
+empty is left out and reported; a class left with no cutout is an error that names its
+folder.
 """
 
 from __future__ import annotations
@@ -17,9 +17,10 @@ import numpy as np
 
 from imgsynth.compose.config import ObjectLibraryConfig
 from imgsynth.compose.placement import premultiply
-from imgsynth.compose.zbuffer import ALPHA_THRESHOLD
 from imgsynth.core.errors import InputError
-from imgsynth.io.image import decode_image, is_image_file
+from imgsynth.core.masks import silhouette
+from imgsynth.io.folders import image_files
+from imgsynth.io.image import decode_image
 
 log = logging.getLogger(__name__)
 
@@ -55,7 +56,7 @@ class ObjectLibrary:
 def cutout_from_rgba(rgba: np.ndarray, class_name: str, file: str) -> Cutout | None:
     """Crop to the nonzero alpha; None when the silhouette would be empty."""
     alpha = rgba[:, :, 3]
-    if not (alpha >= ALPHA_THRESHOLD).any():
+    if not silhouette(alpha).any():
         return None
     rows = np.flatnonzero(alpha.any(axis=1))
     cols = np.flatnonzero(alpha.any(axis=0))
@@ -91,7 +92,7 @@ def _class_folders(root: Path, wanted: list[str] | None, key: str) -> list[Path]
 
 
 def _images_in(folder: Path, mask_suffix: str | None) -> list[Path]:
-    files = sorted(p for p in folder.iterdir() if p.is_file() and is_image_file(p))
+    files = image_files(folder, recursive=False)
     if mask_suffix:
         files = [p for p in files if not p.stem.endswith(mask_suffix)]
     return files
@@ -105,8 +106,8 @@ def load_folder_library(cfg: ObjectLibraryConfig, key: str, *, unlabeled: bool =
     if unlabeled:
         if not root.exists():
             raise InputError("distractor folder not found", file=str(root), key=key)
-        groups = [("distractor", sorted(p for p in root.rglob("*") if p.is_file() and is_image_file(p)
-                                        and not (suffix and p.stem.endswith(suffix))))]
+        groups = [("distractor", [p for p in image_files(root)
+                                  if not (suffix and p.stem.endswith(suffix))])]
     else:
         groups = [(f.name, _images_in(f, suffix)) for f in _class_folders(root, cfg.classes, key)]
     library = ObjectLibrary()

@@ -5,20 +5,21 @@ silhouette is, so the last paste wins a pixel. An instance's mask is exactly the
 pixels that still hold its id; its box is `tight_bbox(mask)`, its area the pixel
 count. Nothing is estimated from the alpha after the fact.
 
-The silhouette of an object is `alpha >= ALPHA_THRESHOLD` of its alpha after the
+The silhouette of an object is `imgsynth.core.masks.silhouette` of its alpha after the
 geometric transform (scale, rotation, flip, aspect) and before any blur or feather,
 so a label never depends on the blend mode.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
 from imgsynth.core.masks import tight_bbox
-
-ALPHA_THRESHOLD = 128
+from imgsynth.core.sample import Instance
 
 
 @dataclass
@@ -56,10 +57,6 @@ def paste_window(x: int, y: int, h: int, w: int, height: int,
     if y0 >= y1 or x0 >= x1:
         return None
     return (slice(y0, y1), slice(x0, x1), slice(y0 - y, y1 - y), slice(x0 - x, x1 - x))
-
-
-def silhouette(alpha: np.ndarray) -> np.ndarray:
-    return alpha >= ALPHA_THRESHOLD
 
 
 def covered_counts(ids: np.ndarray, sil: np.ndarray, x: int, y: int, n_layers: int) -> np.ndarray:
@@ -133,6 +130,22 @@ class ZBuffer:
                 occluded_fraction=(layer.inside - area) / layer.total,
                 truncated_fraction=(layer.total - layer.inside) / layer.total))
         return out
+
+    def labels(self, *, min_area: int, min_visible_fraction: float,
+               attributes: Callable[[VisibleInstance], dict[str, Any]]) -> tuple[list[Instance], int]:
+        """The labeled layers showing at least `min_area` pixels and `min_visible_fraction` of
+        themselves, as Instances (mask: the visible pixels, box: their tight box), in paste
+        order, each with `attributes(visible)`; and how many showed less (left unlabeled)."""
+        instances, hidden = [], 0
+        for vis in self.instances():
+            if vis.area < min_area or vis.visible_fraction < min_visible_fraction:
+                hidden += 1
+                continue
+            instances.append(Instance(
+                class_name=vis.layer.class_name, bbox_xyxy=vis.bbox_xyxy, mask=vis.mask,
+                truncated=vis.truncated_fraction > 0, occluded=vis.occluded_fraction,
+                visible_fraction=vis.visible_fraction, attributes=attributes(vis)))
+        return instances, hidden
 
 
 def uncovered_mask(mask: np.ndarray, ids: np.ndarray) -> np.ndarray:

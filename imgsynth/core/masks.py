@@ -1,10 +1,21 @@
-"""The one place that turns a mask into its box, area, RLE and polygons."""
+"""The one place that turns a mask into its box, area, RLE and polygons, and a cutout's
+alpha into the mask its labels are read from (its silhouette)."""
 
 from __future__ import annotations
 
 import numpy as np
 
 from imgsynth.core.boxes import Box
+
+# Where an alpha channel counts as the object: the pixels its labels cover. Compositing and
+# scene text paste the same rule, so a label never depends on a blend mode, blur or opacity.
+ALPHA_THRESHOLD = 128
+
+
+def silhouette(alpha: np.ndarray) -> np.ndarray:
+    """The bool mask of a cutout or drawn word: alpha >= ALPHA_THRESHOLD (taken after its
+    geometric transform, before any blur, feather or opacity)."""
+    return alpha >= ALPHA_THRESHOLD
 
 
 def tight_bbox(mask: np.ndarray) -> Box | None:

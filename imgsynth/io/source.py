@@ -10,7 +10,7 @@ image unchanged (`Sample.passthrough`, stages leave it alone).
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 from pydantic import Field, PrivateAttr, field_validator, model_validator
 
@@ -19,6 +19,8 @@ from imgsynth.core.stage import BuildContext, StageConfig
 
 class DatasetSourceConfig(StageConfig):
     """Read a labeled dataset (boxes, masks, class labels) and make copies of each image."""
+
+    implementation: ClassVar[str] = "imgsynth.io.source:DatasetSource"
 
     type: Literal["dataset"] = Field(description="Source type: a labeled dataset on disk.")
     path: Path = Field(
@@ -75,12 +77,6 @@ class DatasetSourceConfig(StageConfig):
         """An ImageFolder dataset's images have classes; other formats hold objects."""
         return frozenset({"label"}) if self.dataset().format == "imagefolder" else frozenset()
 
-    def build(self, ctx: BuildContext) -> DatasetSource:
-        from imgsynth.io.readers.index import shared_or_parsed
-
-        dataset = shared_or_parsed(ctx, self.path, self.format, self.dataset)
-        return DatasetSource(dataset, self.per_image, self.include_originals)
-
     def share(self, out_dir: Path) -> None:
         """Workers read the parsed dataset entry by entry instead of each parsing every
         label file again (imgsynth.io.readers.index)."""
@@ -90,10 +86,14 @@ class DatasetSourceConfig(StageConfig):
 
 
 class DatasetSource:
-    def __init__(self, dataset, per_image: int, include_originals: bool):
-        self.dataset = dataset
-        self.per_image = per_image
-        self.include_originals = include_originals
+    """The images of a dataset, each `per_image` times (see the module's docstring)."""
+
+    def __init__(self, config: DatasetSourceConfig, ctx: BuildContext):
+        from imgsynth.io.readers.index import shared_or_parsed
+
+        self.dataset = shared_or_parsed(ctx, config.path, config.format, config.dataset)
+        self.per_image = config.per_image
+        self.include_originals = config.include_originals
 
     def __len__(self) -> int:
         return len(self.dataset) * self.per_image

@@ -1,26 +1,51 @@
-"""Recipe options of the OCR sources: text lines (`ocr`) and scene text (`scene_text`).
+"""Recipe options of the OCR sources: text lines (`ocr`, built as
+imgsynth.ocr.lines.OcrLineSource) and scene text (`scene_text`, imgsynth.ocr.scene_text).
 
 Only pydantic and the standard library are imported here, so that validating a
-recipe stays fast; trdg, fontTools and OpenCV are imported in `build()`.
+recipe stays fast; trdg, fontTools and OpenCV are imported when a source is built.
 """
 
 from __future__ import annotations
 
 import re
 import string
-from typing import Annotated, ClassVar, Literal
+from pathlib import Path
+from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from imgsynth.core.stage import BuildContext, InputPath, StageConfig
+from imgsynth.core.errors import InputError
+from imgsynth.core.ranges import Range, joined_range, renamed, symmetric_range
+from imgsynth.core.stage import InputPath, StageConfig
 
-# Placeholders a template may use; their generators live in imgsynth.ocr.sources.
+# Placeholders a template may use; their generators live in imgsynth.ocr.texts.
 TEMPLATE_PLACEHOLDERS = ("date", "time", "amount", "int", "digits", "id", "plate")
 
 _COLOR = r"#[0-9a-fA-F]{6}"
 _COLOR_RANGE = re.compile(rf"^{_COLOR}(,{_COLOR})?$")
 
 DEFAULT_FONTS = ["sample_assets/fonts/latin"]
+
+
+def read_lines(path: str, *, key: str) -> list[str]:
+    """Non-empty lines of a UTF-8 file, stripped of surrounding whitespace (and "\r").
+    Here, not in imgsynth.ocr.texts, because a run's count is planned from it."""
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise InputError("text file not found", file=path, fix=f"correct '{key}'") from None
+    except UnicodeDecodeError as exc:
+        raise InputError(f"not UTF-8 text ({exc.reason} at byte {exc.start})", file=path,
+                         fix="convert the file to UTF-8, e.g. iconv -t UTF-8") from None
+    except OSError as exc:
+        raise InputError(f"cannot read: {exc}", file=path) from None
+    # Split on "\n" only (as every line tool does), not str.splitlines(), which would also
+    # split on U+2028, U+0085 and form feeds and so shift line numbers.
+    lines = [line.strip() for line in text.split("\n")]
+    lines = [line for line in lines if line]
+    if not lines:
+        raise InputError("the file has no non-empty lines", file=path, fix=f"fill it or change '{key}'")
+    return lines
 
 
 class _TextsBase(StageConfig):
@@ -50,16 +75,20 @@ class WordsTexts(_TextsBase):
     dictionary: str | None = Field(
         None, description="Instead of `path`: one of trdg's bundled word lists by language code "
         "(en, fr, de, es, ...).")
-    min_words: int = Field(1, ge=1, le=50, description="Fewest words in a text.")
-    max_words: int = Field(3, ge=1, le=50, description="Most words in a text.")
+    words: Range(int, ge=1, le=50) = Field(
+        (1, 3), description="Range [lo, hi] of words in a text. Deprecated, still read: "
+        "min_words / max_words.")
     separator: str = Field(" ", description="String put between words.")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _old_spellings(cls, data: Any) -> Any:
+        return joined_range(data, "min_words", "max_words", "words", (1, 3))
 
     @model_validator(mode="after")
     def _one_list(self):
         if (self.path is None) == (self.dictionary is None):
             raise ValueError("give exactly one of 'path' (a word list file) or 'dictionary' (e.g. en)")
-        if self.min_words > self.max_words:
-            raise ValueError("min_words must not exceed max_words")
         return self
 
 
@@ -68,14 +97,14 @@ class CharsetTexts(_TextsBase):
 
     kind: Literal["charset"] = Field(description="Random characters from `charset`.")
     charset: str = Field(min_length=1, description="The characters to draw from, e.g. '0123456789ABCDEF'.")
-    min_length: int = Field(1, ge=1, le=1000, description="Shortest string.")
-    max_length: int = Field(10, ge=1, le=1000, description="Longest string.")
+    length: Range(int, ge=1, le=1000) = Field(
+        (1, 10), description="Range [lo, hi] of the string's length. Deprecated, still read: "
+        "min_length / max_length.")
 
-    @model_validator(mode="after")
-    def _lengths(self):
-        if self.min_length > self.max_length:
-            raise ValueError("min_length must not exceed max_length")
-        return self
+    @model_validator(mode="before")
+    @classmethod
+    def _old_spellings(cls, data: Any) -> Any:
+        return joined_range(data, "min_length", "max_length", "length", (1, 10))
 
 
 class TemplateTexts(_TextsBase):
@@ -138,6 +167,7 @@ class OcrConfig(_RenderOptions):
     """Text-line images for text recognition (CRNN, PARSeq, TrOCR...), rendered with trdg."""
 
     type: Literal["ocr"] = Field(description="Rendered text lines with exact labels.")
+    implementation: ClassVar[str] = "imgsynth.ocr.lines:OcrLineSource"
     png_deflate: ClassVar[str] = "lz77"  # repeated glyphs: LZ77 files are 30-50% smaller than rle
     height: int = Field(32, ge=8, le=1024, description="Image height in pixels (width for vertical text).")
     font_size: int | None = Field(
@@ -192,43 +222,43 @@ class OcrConfig(_RenderOptions):
         in order, else 1000."""
         only = self.texts[0] if len(self.texts) == 1 else None
         if isinstance(only, LinesTexts) and only.order == "sequential":
-            from imgsynth.ocr.sources import read_lines
-
             return len(read_lines(only.path, key="source.texts.0.path"))
         return 1000
 
     def provides(self) -> frozenset[str]:
         return frozenset({"text"})
 
-    def build(self, ctx: BuildContext):
-        from imgsynth.ocr.stage import OcrLineSource
-
-        return OcrLineSource(self)
-
 
 class SceneTextConfig(_RenderOptions):
     """Words pasted onto background photos, labeled with word quads for text detection."""
 
     type: Literal["scene_text"] = Field(description="Words pasted onto background images.")
+    implementation: ClassVar[str] = "imgsynth.ocr.scene_text:SceneTextSource"
     backgrounds: list[InputPath] = Field(
         min_length=1, description="Background image files or folders; one is drawn per sample.")
     max_side: int | None = Field(
         None, ge=32, description="Scale backgrounds down so their longer side is at most this.")
-    min_words: int = Field(1, ge=0, le=100, description="Fewest words per image.")
-    max_words: int = Field(5, ge=1, le=100, description="Most words per image.")
-    min_text_height: int = Field(16, ge=6, le=1024, description="Smallest word height in pixels.")
-    max_text_height: int = Field(48, ge=6, le=1024, description="Largest word height in pixels.")
-    max_rotation: float = Field(15.0, ge=0, le=90, description="Words are rotated uniformly in [-max_rotation, max_rotation] degrees.")
+    words: Range(int, ge=0, le=100) = Field(
+        (1, 5), description="Range [lo, hi] of words per image. Deprecated, still read: "
+        "min_words / max_words.")
+    text_height: Range(int, ge=6, le=1024) = Field(
+        (16, 48), description="Range [lo, hi] of word heights in pixels. Deprecated, still read: "
+        "min_text_height / max_text_height.")
+    rotation: Range(float, ge=-90, le=90) = Field(
+        (-15.0, 15.0), description="Range [lo, hi] of word rotation in degrees (uniform). "
+        "Deprecated, still read: max_rotation: m, read as [-m, m].")
     opacity: float = Field(1.0, gt=0, le=1, description="Opacity of the pasted text.")
-    placement_tries: int = Field(30, ge=1, le=1000, description="Tries to place a word without overlapping earlier ones before it is left out.")
+    placement_attempts: int = Field(
+        30, ge=1, le=1000, description="Tries to place a word without overlapping earlier ones "
+        "before it is left out. Deprecated, still read: placement_tries.")
 
-    @model_validator(mode="after")
-    def _ranges(self):
-        if self.min_words > self.max_words:
-            raise ValueError("min_words must not exceed max_words")
-        if self.min_text_height > self.max_text_height:
-            raise ValueError("min_text_height must not exceed max_text_height")
-        return self
+    @model_validator(mode="before")
+    @classmethod
+    def _old_spellings(cls, data: Any) -> Any:
+        data = joined_range(data, "min_words", "max_words", "words", (1, 5))
+        data = joined_range(data, "min_text_height", "max_text_height", "text_height", (16, 48))
+        data = symmetric_range(data, "max_rotation", "rotation")
+        return renamed(data, "placement_tries", "placement_attempts")
 
     def classes(self) -> list[str] | None:
         return ["text"]
@@ -239,8 +269,3 @@ class SceneTextConfig(_RenderOptions):
 
     def provides(self) -> frozenset[str]:
         return frozenset()  # word texts live on the objects (icdar, mmocr), not the sample
-
-    def build(self, ctx: BuildContext):
-        from imgsynth.ocr.stage import SceneTextSource
-
-        return SceneTextSource(self)

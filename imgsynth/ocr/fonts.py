@@ -15,6 +15,7 @@ import numpy as np
 
 from imgsynth.core.errors import InputError
 from imgsynth.core.stage import SkipSample
+from imgsynth.io.folders import files_in
 
 FONT_SUFFIXES = (".ttf", ".otf")
 
@@ -29,7 +30,7 @@ def collect_font_files(paths: list[str], *, key: str) -> list[str]:
     for entry in paths:
         path = Path(entry)
         if path.is_dir():
-            files = sorted(str(p) for p in path.rglob("*") if p.suffix.lower() in FONT_SUFFIXES)
+            files = sorted(str(p) for p in files_in(path, FONT_SUFFIXES))  # as strings, as ever
             if not files:
                 raise InputError("no .ttf/.otf font files in this folder", file=str(path),
                                  fix=f"put fonts into it or change '{key}'")

@@ -139,3 +139,24 @@ output:
     # Two workers read the driver's parsed dataset (.imgsynth/shared) and write the same files.
     run_recipe(recipe, tmp_path / "two", workers=2, quiet=True)
     assert tree_hashes(tmp_path / "out") == tree_hashes(tmp_path / "two")
+
+
+def test_the_old_photometric_spelling_writes_the_same_folder(assets, tmp_path):
+    """Recipes written before `photometric` took augment's syntax still run, byte for byte,
+    and the saved recipe.yaml holds the new spelling (so both folders are identical)."""
+    base = RECIPE.format(assets=assets).replace("count: 8", "count: 3")
+    old = write_recipe(tmp_path / "old.yaml", base.replace("output:", """\
+  photometric:
+    - RandomBrightnessContrast: {p: 0.9}
+    - GaussNoise: {std_range: [0.02, 0.05]}
+output:"""))
+    new = write_recipe(tmp_path / "new.yaml", base.replace("output:", """\
+  photometric:
+    - {name: RandomBrightnessContrast, p: 0.9}
+    - {name: GaussNoise, std_range: [0.02, 0.05]}
+output:"""))
+    with pytest.warns(FutureWarning, match="photometric"):
+        run_recipe(old, tmp_path / "old", quiet=True)
+    run_recipe(new, tmp_path / "new", quiet=True)
+    assert tree_hashes(tmp_path / "old") == tree_hashes(tmp_path / "new")
+    assert "name: GaussNoise" in (tmp_path / "old" / "recipe.yaml").read_text()

@@ -59,3 +59,17 @@ def test_occlusion_after_predicts_the_paste():
 def test_paste_window_clips_both_sides():
     rows, cols, prow, pcol = paste_window(-3, 7, 10, 10, 12, 5)
     assert (rows, cols, prow, pcol) == (slice(7, 12), slice(0, 5), slice(0, 5), slice(3, 8))
+
+
+def test_labels_keep_the_layers_that_show_enough_as_instances():
+    zb = ZBuffer(40, 40)
+    zb.paste(square(10), -5, 0, "cut")  # half outside the image
+    zb.paste(square(10), 20, 20, "hidden")
+    zb.paste(square(10), 21, 20, None)  # a distractor covering 90% of "hidden"
+    instances, hidden = zb.labels(min_area=1, min_visible_fraction=0.2,
+                                  attributes=lambda vis: {"layer": vis.layer.layer_id})
+    assert hidden == 1
+    (cut,) = instances
+    assert (cut.class_name, cut.bbox_xyxy, cut.truncated, cut.visible_fraction, cut.occluded) == \
+        ("cut", (0.0, 0.0, 5.0, 10.0), True, 0.5, 0.0)
+    assert cut.mask.sum() == 50 and cut.attributes == {"layer": 1}

@@ -159,3 +159,38 @@ def test_line_formats_refuse_a_line_break_and_json_and_lmdb_keep_it(tmp_path, te
     assert (tmp_path / "labels.txt").read_text() == "images/00000002.png tab\there\x00nul\n"
     with pytest.raises(RecipeError, match="U\\+0009"):
         write_gt_txt(tmp_path, records[1:], [], output)
+
+
+SCENE = """
+seed: 2
+count: 3
+source:
+  type: scene_text
+  texts: [{{kind: words, path: {root}/sample_assets/text/words.txt, {words}}}]
+  fonts: [{root}/sample_assets/fonts/latin]
+  backgrounds: [{root}/sample_assets/backgrounds]
+  max_side: 200
+  {ranges}
+output:
+  formats: [coco, icdar]
+  preview: false
+"""
+
+
+def test_old_range_spellings_write_the_same_folder(tmp_path):
+    """Recipes written with min_/max_ keys, max_rotation and placement_tries still run, byte
+    for byte, and the saved recipe.yaml holds the new spelling (so both folders are identical)."""
+    old = write_recipe(tmp_path / "old.yaml", SCENE.format(
+        root=ROOT, words="min_words: 1, max_words: 2",
+        ranges="min_words: 2\n  max_words: 4\n  min_text_height: 12\n  max_text_height: 24\n"
+               "  max_rotation: 30\n  placement_tries: 5"))
+    new = write_recipe(tmp_path / "new.yaml", SCENE.format(
+        root=ROOT, words="words: [1, 2]",
+        ranges="words: [2, 4]\n  text_height: [12, 24]\n  rotation: [-30, 30]\n  placement_attempts: 5"))
+    with pytest.warns(FutureWarning) as warned:
+        run_recipe(old, tmp_path / "old", quiet=True)
+    assert len(warned) == 5
+    run_recipe(new, tmp_path / "new", quiet=True)
+    assert tree_hashes(tmp_path / "old") == tree_hashes(tmp_path / "new")
+    saved = (tmp_path / "old" / "recipe.yaml").read_text()
+    assert "placement_attempts: 5" in saved and "min_words" not in saved

@@ -1,7 +1,8 @@
-"""The compositing sources: `compose` (objects on backgrounds) and `copy_paste`.
+"""The `compose` source: scenes of object cutouts pasted on backgrounds.
 
-Both paste silhouettes into one ZBuffer while they paint pixels, then read every label
-off it: mask = visible pixels, box = tight box of the mask, area = pixel count.
+Objects paste their silhouettes into one ZBuffer while they paint pixels, then every
+label is read off it: mask = visible pixels, box = tight box of the mask, area = pixel
+count. (`copy_paste`, the same idea over a COCO dataset, is imgsynth.compose.copy_paste.)
 """
 
 from __future__ import annotations
@@ -14,16 +15,18 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from imgsynth.augment.config import TransformSpec
 from imgsynth.compose import blend, placement
-from imgsynth.compose.config import ComposeConfig, CopyPasteConfig
+from imgsynth.compose.config import ComposeConfig
 from imgsynth.compose.objects import Cutout, ObjectLibrary, load_library
-from imgsynth.compose.zbuffer import ZBuffer, paste_window, silhouette, uncovered_mask
+from imgsynth.compose.zbuffer import ZBuffer, paste_window
 from imgsynth.core.errors import InputError, RecipeError
-from imgsynth.core.masks import tight_bbox
+from imgsynth.core.masks import silhouette
 from imgsynth.core.rng import derived_int_seed
 from imgsynth.core.sample import Instance, Sample
-from imgsynth.core.stage import BuildContext, SkipSample
-from imgsynth.io.image import decode_image, is_image_file
+from imgsynth.core.stage import BuildContext
+from imgsynth.io.folders import image_files
+from imgsynth.io.image import decode_image
 
 BACKGROUND_CACHE_BYTES = 512 * 2**20
 
@@ -34,7 +37,7 @@ def list_images(path: str, key: str) -> list[Path]:
         return [root]
     if not root.is_dir():
         raise InputError("folder not found", file=path, key=key, fix="point it at a folder of images")
-    files = sorted(p for p in root.rglob("*") if p.is_file() and is_image_file(p))
+    files = image_files(root)
     if not files:
         raise InputError("no images found", file=path, key=key,
                          fix="add .png/.jpg files or point it at another folder")
@@ -57,29 +60,23 @@ def fit_background(image: np.ndarray, width: int, height: int, fit: str,
     return cv2.resize(image, (width, height), interpolation=interp)
 
 
-def build_photometric(steps: list[dict], key: str):
-    """An albumentations Compose from [{Name: params}], or None for an empty list."""
-    if not steps:
+def build_photometric(entries: list[TransformSpec], key: str):
+    """An albumentations Compose of pixel-level transforms, or None for an empty list.
+    Names and parameters were checked with the recipe (TransformSpec, as in augment)."""
+    if not entries:
         return None
-    from imgsynth.augment.pipeline import import_albumentations
+    from imgsynth.augment.pipeline import import_albumentations, make_transform
 
     A = import_albumentations()
-
     transforms = []
-    for i, step in enumerate(steps):
-        if len(step) != 1:
-            raise RecipeError("each step is one {TransformName: {params}}", key=f"{key}[{i}]")
-        (name, params), = step.items()
-        cls = getattr(A, name, None)
-        if not isinstance(cls, type) or not issubclass(cls, A.ImageOnlyTransform):
-            raise RecipeError(f"'{name}' is not an albumentations pixel-level transform",
+    for i, entry in enumerate(entries):
+        transform = make_transform(entry.name, entry.params)
+        if not isinstance(transform, A.ImageOnlyTransform):
+            raise RecipeError(f"'{entry.name}' is not an albumentations pixel-level transform",
                               key=f"{key}[{i}]",
                               fix="use a photometric transform such as RandomBrightnessContrast, "
                               "HueSaturationValue, GaussNoise, ColorJitter")
-        try:
-            transforms.append(cls(**(params or {})))
-        except (TypeError, ValueError) as exc:
-            raise RecipeError(f"bad parameters for {name}: {exc}", key=f"{key}[{i}]") from None
+        transforms.append(transform)
     return A.Compose(transforms)
 
 
@@ -132,9 +129,6 @@ class ComposeSource:
             cfg.motion_blur_length[1] if cfg.motion_blur > 0 else 0,
             max(map(abs, cfg.shadow_offset)) + 3 * cfg.shadow_blur if cfg.shadow > 0 else 0,
             2 ** cfg.pyramid_levels if "pyramid" in modes else 0))) + 2
-
-    def __len__(self) -> int:
-        return self.cfg.scenes
 
     # -- one scene -----------------------------------------------------------------------
 
@@ -319,129 +313,6 @@ class ComposeSource:
                                                   pyramid_levels=cfg.pyramid_levels)
 
     def _labels(self, zbuf: ZBuffer, styles: dict[int, str]) -> tuple[list[Instance], int]:
-        instances, hidden = [], 0
-        for vis in zbuf.instances():
-            if vis.area < self.cfg.min_area or vis.visible_fraction < self.cfg.min_visible_fraction:
-                hidden += 1
-                continue
-            instances.append(Instance(
-                class_name=vis.layer.class_name, bbox_xyxy=vis.bbox_xyxy, mask=vis.mask,
-                truncated=vis.truncated_fraction > 0, occluded=vis.occluded_fraction,
-                visible_fraction=vis.visible_fraction,
-                attributes={"truncated_fraction": vis.truncated_fraction,
-                            "blend": styles[vis.layer.layer_id]}))
-        return instances, hidden
-
-
-class CopyPasteSource:
-    """Copy-paste augmentation: instances of another image of the dataset pasted with
-    large-scale jitter; the target's own annotations lose the pixels that get covered."""
-
-    def __init__(self, cfg: CopyPasteConfig, dataset):
-        self.cfg = cfg
-        self.dataset = dataset
-        if len(self.dataset) < 2:
-            raise InputError("copy_paste needs at least 2 images", file=cfg.dataset, key="source.dataset")
-        self.classes = list(self.dataset.classes)
-
-    def __len__(self) -> int:
-        return len(self.dataset) * self.cfg.copies
-
-    def generate(self, index: int, rng: np.random.Generator) -> Sample:
-        cfg = self.cfg
-        n = len(self.dataset)
-        target_index = index % n
-        source_index = int(rng.integers(n - 1))
-        source_index += source_index >= target_index
-        target = self.dataset.load(target_index)
-        source = self.dataset.load(source_index)
-        counts: Counter = Counter()
-        image = _rgb(target.image).copy()
-        height, width = image.shape[:2]
-        base = self._with_pixels(target.instances, counts)
-        candidates = [inst for _, inst in self._with_pixels(source.instances, counts)]
-
-        scale = float(rng.uniform(*cfg.scale))
-        flip = bool(rng.random() < cfg.flip_horizontal)
-        k = int(rng.integers(cfg.pastes[0], cfg.pastes[1] + 1))
-        chosen = sorted(rng.choice(len(candidates), size=min(k, len(candidates)), replace=False).tolist()) \
-            if candidates else []
-        src_h, src_w = source.image.shape[:2]
-        sw, sh = src_w * scale, src_h * scale
-        # The jittered source image lands anywhere it still overlaps the target.
-        ox = float(rng.uniform(min(0.0, width - sw), max(0.0, width - sw)))
-        oy = float(rng.uniform(min(0.0, height - sh), max(0.0, height - sh)))
-        margin = int(math.ceil(2 * cfg.feather_radius)) + 2 if cfg.blend == "gaussian" else 1
-
-        zbuf = ZBuffer(height, width)
-        src_rgb = _rgb(source.image)
-        for i in chosen:
-            inst = candidates[i]
-            x1, y1, x2, y2 = (int(v) for v in tight_bbox(inst.mask))
-            rgba = placement.premultiply(np.dstack([src_rgb[y1:y2, x1:x2],
-                                                    inst.mask[y1:y2, x1:x2].astype(np.uint8) * 255]))
-            rgb, alpha = placement.warp_object(rgba, scale, scale, 0.0, flip, False, margin)
-            sil = silhouette(alpha)
-            if not sil.any():
-                counts["too_small"] += 1
-                continue
-            centre_x = (src_w - (x1 + x2) / 2.0) if flip else (x1 + x2) / 2.0
-            x = int(round(ox + centre_x * scale - sil.shape[1] / 2.0))
-            y = int(round(oy + (y1 + y2) / 2.0 * scale - sil.shape[0] / 2.0))
-            win = paste_window(x, y, *sil.shape, height, width)
-            if win is None:
-                counts["pasted_outside"] += 1
-                continue
-            rows, cols, prow, pcol = win
-            image[rows, cols] = blend.blend_patch(image[rows, cols], rgb[prow, pcol], alpha[prow, pcol],
-                                                  cfg.blend, feather_radius=cfg.feather_radius)
-            zbuf.paste(sil, x, y, inst.class_name)
-
-        instances = []
-        for k, inst in base:
-            mask = uncovered_mask(inst.mask, zbuf.ids)
-            area = int(np.count_nonzero(mask))
-            total = int(np.count_nonzero(inst.mask))
-            if area < cfg.min_area or area / total < cfg.min_visible_fraction:
-                counts["covered"] += 1
-                continue
-            instances.append(Instance(
-                class_name=inst.class_name, bbox_xyxy=tight_bbox(mask), mask=mask,
-                truncated=inst.truncated, occluded=1.0 - area / total, visible_fraction=area / total,
-                iscrowd=inst.iscrowd, attributes={"copy_paste": "kept", "original_index": k}))
-        for vis in zbuf.instances():
-            if vis.area < cfg.min_area or vis.visible_fraction < cfg.min_visible_fraction:
-                counts["pasted_hidden"] += 1
-                continue
-            instances.append(Instance(
-                class_name=vis.layer.class_name, bbox_xyxy=vis.bbox_xyxy, mask=vis.mask,
-                truncated=vis.truncated_fraction > 0, occluded=vis.occluded_fraction,
-                visible_fraction=vis.visible_fraction,
-                attributes={"copy_paste": "pasted", "truncated_fraction": vis.truncated_fraction}))
-        if not instances and not base and not candidates:
-            raise SkipSample("no_instances", f"images {target_index} and {source_index} have no masks")
-        return Sample(
-            index=index, image=image, instances=instances,
-            source_files=list(target.source_files) + list(source.source_files),
-            meta={"copy_paste": {"target": target_index, "source": source_index,
-                                 "scale": round(scale, 4), "flip": flip, "pasted": len(chosen),
-                                 "left_out": dict(sorted((k, v) for k, v in counts.items() if v))}})
-
-    @staticmethod
-    def _with_pixels(instances: list[Instance], counts: Counter) -> list[tuple[int, Instance]]:
-        """(position, instance) of those with a nonempty mask; the others are counted, never labeled."""
-        kept = []
-        for k, inst in enumerate(instances):
-            if inst.mask is None or not inst.mask.any():
-                counts["empty_segmentation"] += 1
-            else:
-                kept.append((k, inst))
-        return kept
-
-
-def _rgb(image: np.ndarray) -> np.ndarray:
-    if image.ndim == 2:
-        return np.dstack([image] * 3)
-    if image.shape[2] == 1:
-        return np.repeat(image, 3, axis=2)
-    return image[:, :, :3]
+        return zbuf.labels(min_area=self.cfg.min_area, min_visible_fraction=self.cfg.min_visible_fraction,
+                           attributes=lambda vis: {"truncated_fraction": vis.truncated_fraction,
+                                                   "blend": styles[vis.layer.layer_id]})

@@ -1,4 +1,5 @@
-"""Where the texts come from: files of lines, word n-grams, random strings, templates.
+"""Where the texts come from: files of lines, word n-grams, random strings, templates;
+and, for each text, a font that can draw it (TextPicker, used by both OCR sources).
 
 Every text is returned in logical order, Unicode NFC, exactly as it will be labeled.
 Right-to-left scripts are reordered for drawing elsewhere (imgsynth.ocr.render); the
@@ -16,8 +17,11 @@ from pathlib import Path
 import numpy as np
 
 from imgsynth.core.errors import InputError
+from imgsynth.core.stage import SkipSample
+from imgsynth.ocr import render
 from imgsynth.ocr.config import (TEMPLATE_PLACEHOLDERS, CharsetTexts, LinesTexts, TemplateTexts,
-                                 WordsTexts)
+                                 WordsTexts, read_lines)
+from imgsynth.ocr.fonts import choose_covering_font, collect_font_files
 
 # Fixed English names: calendar.month_abbr follows the process locale, which would make
 # the same seed give different labels on different machines.
@@ -31,26 +35,6 @@ _DIGITS = string.digits
 def to_label(text: str) -> str:
     """The label form of a text: Unicode NFC, logical order, nothing else changed."""
     return unicodedata.normalize("NFC", text)
-
-
-def read_lines(path: str, *, key: str) -> list[str]:
-    """Non-empty lines of a UTF-8 file, stripped of surrounding whitespace (and "\r")."""
-    try:
-        text = Path(path).read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise InputError("text file not found", file=path, fix=f"correct '{key}'") from None
-    except UnicodeDecodeError as exc:
-        raise InputError(f"not UTF-8 text ({exc.reason} at byte {exc.start})", file=path,
-                         fix="convert the file to UTF-8, e.g. iconv -t UTF-8") from None
-    except OSError as exc:
-        raise InputError(f"cannot read: {exc}", file=path) from None
-    # Split on "\n" only (as every line tool does), not str.splitlines(), which would also
-    # split on U+2028, U+0085 and form feeds and so shift line numbers.
-    lines = [line.strip() for line in text.split("\n")]
-    lines = [line for line in lines if line]
-    if not lines:
-        raise InputError("the file has no non-empty lines", file=path, fix=f"fill it or change '{key}'")
-    return lines
 
 
 def trdg_dictionary_path(language: str) -> str:
@@ -134,10 +118,10 @@ class TextSource:
             pick = index if cfg.order == "sequential" else int(rng.integers(len(self.items)))
             return self.items[pick % len(self.items)]
         if isinstance(cfg, WordsTexts):
-            n = int(rng.integers(cfg.min_words, cfg.max_words + 1))
+            n = int(rng.integers(cfg.words[0], cfg.words[1] + 1))
             return word_ngram(self.items, n, cfg.separator, rng)
         if isinstance(cfg, CharsetTexts):
-            return random_string(cfg.charset, int(rng.integers(cfg.min_length, cfg.max_length + 1)), rng)
+            return random_string(cfg.charset, int(rng.integers(cfg.length[0], cfg.length[1] + 1)), rng)
         return fill_template(self.items[int(rng.integers(len(self.items)))], rng)
 
 
@@ -174,3 +158,36 @@ class MixedTexts:
         elif source.config.case == "lower":
             text = text.lower()
         return to_label(text), which
+
+
+def check_renderable(label: str, max_chars: int) -> None:
+    """Leave out texts no image can show exactly: control characters and line/paragraph
+    separators (a tab, newline, U+2028 or NUL has no place in one drawn line), texts
+    without any visible character, over-long texts."""
+    if len(label) > max_chars:
+        raise SkipSample("text_too_long", f"{len(label)} characters > max_chars {max_chars}")
+    controls = [ch for ch in label if unicodedata.category(ch) in ("Cc", "Cs", "Cn", "Zl", "Zp")]
+    if controls:
+        raise SkipSample("control_character", f"{''.join(dict.fromkeys(controls))!r} cannot be drawn")
+    if not label.strip():
+        raise SkipSample("empty_text", repr(label))
+
+
+class TextPicker:
+    """What both OCR sources draw from: the mixed texts, and the fonts of each text source."""
+
+    def __init__(self, cfg):
+        self.max_chars = cfg.max_chars
+        self.texts = MixedTexts(cfg.texts)
+        fonts = collect_font_files(cfg.fonts, key="source.fonts")
+        self.fonts_per_source = [
+            collect_font_files(t.fonts, key=f"source.texts.{i}.fonts") if t.fonts else fonts
+            for i, t in enumerate(cfg.texts)]
+
+    def pick(self, index: int, rng: np.random.Generator) -> tuple[str, str, str, bool]:
+        """(label, text to draw, font file, font was rerouted)."""
+        label, which = self.texts.pick(index, rng)
+        check_renderable(label, self.max_chars)
+        drawn = render.visual_text(label)
+        font, rerouted = choose_covering_font(self.fonts_per_source[which], drawn, rng)
+        return label, drawn, font, rerouted

@@ -1,4 +1,4 @@
-"""OCR sources built from their config: exact labels, fonts that cover the text, boxes."""
+"""The ocr source built from its config: exact labels, fonts that cover the text, boxes."""
 
 from __future__ import annotations
 
@@ -16,9 +16,8 @@ from pydantic import ValidationError
 from imgsynth.core.errors import InputError
 from imgsynth.core.rng import sample_rng
 from imgsynth.core.stage import BuildContext, SkipSample
-from imgsynth.ocr.config import OcrConfig, SceneTextConfig
+from imgsynth.ocr.config import OcrConfig
 from imgsynth.ocr.fonts import missing_characters
-from imgsynth.ocr.sources import fill_template
 
 ROOT = Path(__file__).resolve().parents[2]
 LATIN = str(ROOT / "sample_assets/fonts/latin/DejaVuSans.ttf")
@@ -145,19 +144,6 @@ def test_every_background_and_vertical_text(background):
     assert re.fullmatch(r"[AB12]{3,5}", sample.text)
 
 
-def test_templates_fill_every_placeholder():
-    rng = np.random.default_rng(0)
-    text = fill_template("{date}|{time}|{amount}|{int}|{digits}|{id}|{plate}|{{x}}", rng)
-    date, time, amount, integer, digits, ident, plate, literal = text.split("|")
-    assert re.fullmatch(r"\d{4}-\d\d-\d\d|\d\d[/.]\d\d[/.]\d{4}|\d{1,2} [A-Z][a-z]{2} \d{4}", date)
-    assert re.fullmatch(r"\d\d:\d\d", time)
-    assert re.fullmatch(r"[\d,]+\.\d\d", amount)
-    assert integer.isdigit() and digits.isdigit() and 4 <= len(digits) <= 10
-    assert re.fullmatch(r"[A-Z]{2,3}-\d{4,8}", ident)
-    assert re.fullmatch(r"[A-Z]{3} \d{4}|[A-Z]{2}-\d{3}-[A-Z]{2}", plate)
-    assert literal == "{x}"
-
-
 def test_recipe_mistakes_are_named():
     with pytest.raises(ValidationError, match="unknown placeholder"):
         OcrConfig(type="ocr", texts=[{"kind": "template", "templates": ["{nope}"]}])
@@ -165,26 +151,6 @@ def test_recipe_mistakes_are_named():
         OcrConfig(type="ocr", texts=[{"kind": "charset", "charset": "a"}], background="image")
     with pytest.raises(InputError, match="no-such-fonts"):
         build(texts=[{"kind": "charset", "charset": "a"}], fonts=["no-such-fonts"])
-
-
-def test_scene_text_words_have_quads_masks_and_texts():
-    source = SceneTextConfig(
-        type="scene_text", texts=[{"kind": "words", "path": str(ROOT / "sample_assets/text/words.txt")}],
-        fonts=[LATIN], backgrounds=[str(ROOT / "sample_assets/backgrounds")], max_side=320,
-        min_words=3, max_words=3, max_rotation=20).build(BuildContext(seed=0))
-    sample = generate(source, 0)
-    assert max(sample.image.shape[:2]) == 320 and sample.instances
-    occupied = np.zeros(sample.image.shape[:2], dtype=int)
-    for inst in sample.instances:
-        assert inst.class_name == "text" and inst.attributes["text"]
-        quad = inst.polygons[0]
-        assert quad.shape == (4, 2)
-        x1, y1, x2, y2 = inst.bbox_xyxy
-        # the visible text lies within its quad's extent
-        assert quad[:, 0].min() - 1 <= x1 and x2 <= quad[:, 0].max() + 1
-        assert quad[:, 1].min() - 1 <= y1 and y2 <= quad[:, 1].max() + 1
-        occupied += inst.mask
-    assert occupied.max() == 1  # words never overlap
 
 
 def test_trdg_runs_on_current_pillow_without_its_handwritten_message():
