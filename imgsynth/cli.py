@@ -224,6 +224,18 @@ def save_stats(images: Annotated[Path, typer.Argument(help="Folder of real image
         _fail(err)
 
 
+@app.command()
+def studio(target: Annotated[Optional[Path], typer.Argument(help="A recipe YAML to edit while seeing its samples, or a folder to browse: an imgsynth output, a COCO/YOLO/VOC/ImageFolder data set, an eval report, or a folder holding several (default: the current folder).")] = None,
+           port: Annotated[Optional[int], typer.Option(help="Port on 127.0.0.1 (default: the first free one from 8765; 0: any free port).")] = None) -> None:
+    """A local web app: a recipe's samples as you edit it, and a browser of data sets."""
+    from imgsynth.studio import serve
+
+    try:
+        serve(target, port)
+    except ImgsynthError as err:
+        _fail(err)
+
+
 def main() -> None:
     format_warnings_plainly()
     app()
