@@ -443,10 +443,10 @@ def _sample_files_read_back(recipe: Recipe, records: ManifestRecords) -> Iterato
 
 def training_model(data: dict[str, Any]) -> str | None:
     """The model a training recipe (for `imgsynth train`) trains, None for a run recipe."""
-    from imgsynth.generate.config import TRAIN_CONFIGS
+    from imgsynth.generate.families import FAMILIES
 
     model = data.get("model")
-    return model if "source" not in data and "parts" not in data and model in TRAIN_CONFIGS else None
+    return model if "source" not in data and "parts" not in data and model in FAMILIES else None
 
 
 def resolve_classes(declared: list[str] | None, records: Iterable[dict[str, Any]]) -> list[str]:

@@ -2,7 +2,9 @@
 
 Every stage gets a fresh numpy Generator per sample, so a sample's result does
 not depend on which worker made it, in what order, or whether the run resumed.
-Global `random`, `np.random` and cv2 state are never used.
+Global `random`, `np.random` and cv2 state are never used. What belongs to a whole run
+rather than to one sample (a training run's split, data order, noise) comes from
+(run seed, purpose numbers): run_rng, run_int_seed.
 """
 
 from __future__ import annotations
@@ -35,3 +37,20 @@ def derived_int_seed(rng: np.random.Generator) -> int:
     """A 32-bit seed drawn from a sample's Generator, for libraries that need one
     (python `random` inside trdg, torch.Generator)."""
     return int(rng.integers(0, 2**32 - 1, dtype=np.uint64))
+
+
+# Randomness of a whole run rather than of one sample (a training run: its held-out split,
+# the data order of each epoch, its noise): the run seed and small integers naming the purpose.
+
+def run_rng(seed: int, *purpose: int) -> np.random.Generator:
+    """The Generator for one purpose of a run (no purpose: the run seed's own Generator)."""
+    return np.random.Generator(np.random.PCG64(_run_sequence(seed, purpose)))
+
+
+def run_int_seed(seed: int, *purpose: int) -> int:
+    """A 63-bit seed for one purpose of a run, for torch.Generator.manual_seed."""
+    return int(_run_sequence(seed, purpose).generate_state(2, np.uint64)[0] >> 1)
+
+
+def _run_sequence(seed: int, purpose: tuple[int, ...]) -> np.random.SeedSequence:
+    return np.random.SeedSequence([int(seed), *(int(p) for p in purpose)])

@@ -6,24 +6,24 @@ User errors are RecipeError/InputError (the CLI prints them and exits 2).
 from __future__ import annotations
 
 import sys
-import tempfile
 from pathlib import Path
 
 from imgsynth.core.errors import RecipeError
-from imgsynth.generate.config import TRAIN_CONFIGS, TrainConfigBase
-from imgsynth.recipes.load import apply_overrides, dump_yaml, load_yaml, validate_model
+from imgsynth.generate.config import TrainConfigBase
+from imgsynth.generate.families import FAMILIES
+from imgsynth.recipes.load import apply_overrides, load_yaml, validate_model
 
 
 def load_train_recipe(kind: str, recipe_path: str | Path,
                       overrides: tuple[str, ...] | list[str] = ()) -> TrainConfigBase:
     """Training recipe YAML + `--set` overrides -> the typed config of `kind`."""
-    if kind not in TRAIN_CONFIGS:
-        raise RecipeError(f"unknown model '{kind}'", fix=f"use one of: {', '.join(TRAIN_CONFIGS)}")
+    if kind not in FAMILIES:
+        raise RecipeError(f"unknown model '{kind}'", fix=f"use one of: {', '.join(FAMILIES)}")
     data = apply_overrides(load_yaml(recipe_path), list(overrides))
     if data.get("model", kind) != kind:
         raise RecipeError(f"this is a '{data['model']}' recipe", key="model", file=str(recipe_path),
                           fix=f"run `imgsynth train {data['model']} {recipe_path}`")
-    return validate_model(TRAIN_CONFIGS[kind], data, file=str(recipe_path))
+    return validate_model(FAMILIES[kind].config_class(), data, file=str(recipe_path))
 
 
 def train_command(kind: str, recipe_path: str | Path, out: str | Path | None = None,
@@ -48,7 +48,7 @@ def sample_command(checkpoint: str | Path, n: int, out: str | Path, class_name: 
                    quiet: bool = False):
     """Sample n labeled images into `out` through `imgsynth run` with a gan_sample source:
     images/, manifest.jsonl (with each image's latent seed), the label formats, recipe.yaml."""
-    from imgsynth.generate.sample import chosen_classes, load_sampler
+    from imgsynth.generate.gan_source import chosen_classes, load_sampler
     from imgsynth.run import run_recipe
 
     if n < 1:
@@ -60,10 +60,7 @@ def sample_command(checkpoint: str | Path, n: int, out: str | Path, class_name: 
               "source": {"type": "gan_sample", "checkpoint": str(checkpoint),
                          "sample_classes": [class_name] if class_name else None},
               "output": {"formats": list(formats)}}
-    with tempfile.TemporaryDirectory() as tmp:
-        recipe_path = Path(tmp) / "sample.yaml"
-        recipe_path.write_text(dump_yaml(recipe), encoding="utf-8")
-        summary = run_recipe(recipe_path, out, quiet=quiet)
+    summary = run_recipe(recipe, out, quiet=quiet)
     if not quiet:
         print(f"wrote {summary.written} samples to {summary.out_dir} "
               f"[{', '.join(summary.formats) or 'manifest only'}]", file=sys.stderr)

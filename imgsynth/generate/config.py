@@ -1,16 +1,17 @@
 """Typed configs for DCGAN/VAE training recipes and the `gan_sample` source.
 
 Only pydantic and the standard library are imported here so that validating a
-recipe stays fast; torch is imported inside `build` and the trainer modules.
+recipe stays fast; the model families (imgsynth.generate.families) and the source
+name the torch modules that use these configs.
 """
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
-from imgsynth.core.stage import BuildContext, StageConfig
+from imgsynth.core.stage import StageConfig
 
 RESOLUTIONS = (32, 64, 128, 256)
 
@@ -128,6 +129,11 @@ class TrainConfigBase(BaseModel):
                              "or digits, or set conditional: false")
         return self
 
+    @property
+    def latent_size(self) -> int:
+        """Length of the latent vector the model samples from."""
+        raise NotImplementedError
+
 
 class DcganTrainConfig(TrainConfigBase):
     """A DCGAN (Radford et al. 2016) training recipe, with modern stabilizers as options."""
@@ -154,6 +160,10 @@ class DcganTrainConfig(TrainConfigBase):
         default_factory=list, description="DiffAugment policies applied to real and fake images "
         "before the discriminator (helps with a few hundred images).")
 
+    @property
+    def latent_size(self) -> int:
+        return self.nz
+
 
 class VaeTrainConfig(TrainConfigBase):
     """A convolutional VAE training recipe."""
@@ -169,14 +179,15 @@ class VaeTrainConfig(TrainConfigBase):
     recon_loss: Literal["mse", "bce"] = Field("bce", description="Reconstruction loss per pixel "
                                               "(summed over pixels): mse or bce.")
 
-
-TRAIN_CONFIGS: dict[str, type[TrainConfigBase]] = {"dcgan": DcganTrainConfig,
-                                                   "vae": VaeTrainConfig}
+    @property
+    def latent_size(self) -> int:
+        return self.latent_dim
 
 
 class GanSampleConfig(StageConfig):
     """Source: images sampled from a checkpoint written by `imgsynth train dcgan|vae`."""
 
+    implementation: ClassVar[str] = "imgsynth.generate.gan_source:CheckpointSampler"
     type: Literal["gan_sample"] = Field("gan_sample", description="Source type.")
     checkpoint: str = Field(..., description="A .pt checkpoint written by `imgsynth train` "
                             "(checkpoints/best.pt or last.pt).")
@@ -191,8 +202,3 @@ class GanSampleConfig(StageConfig):
 
     def classes(self) -> list[str] | None:
         return self.sample_classes
-
-    def build(self, ctx: BuildContext):
-        from imgsynth.generate.sample import CheckpointSampler
-
-        return CheckpointSampler.from_config(self, ctx)

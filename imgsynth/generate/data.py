@@ -17,6 +17,7 @@ import numpy as np
 
 from imgsynth.core.boxes import clip_xyxy, xywh_to_xyxy
 from imgsynth.core.errors import InputError, RecipeError
+from imgsynth.core.rng import run_rng
 from imgsynth.generate.config import TrainDataConfig
 from imgsynth.io.image import decode_image, is_image_file
 
@@ -191,13 +192,13 @@ def load_training_images(cfg: TrainDataConfig, resolution: int, channels: int,
                          file=cfg.path or "digits",
                          fix="point data.path at a folder with .png/.jpg images")
     if cfg.limit is not None and cfg.limit < len(data):
-        chosen = np.sort(np.random.default_rng(seed).choice(len(data), cfg.limit, replace=False))
+        chosen = np.sort(run_rng(seed).choice(len(data), cfg.limit, replace=False))
         data = data.subset(chosen)
     return data
 
 
 def split_holdout(n: int, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """Seeded split of n images into (train, held-out) index arrays, both sorted."""
-    order = np.random.default_rng([seed, 1]).permutation(n)
+    order = run_rng(seed, 1).permutation(n)
     n_hold = int(round(n * fraction))
     return np.sort(order[n_hold:]), np.sort(order[:n_hold])

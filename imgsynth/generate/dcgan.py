@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -166,17 +167,12 @@ def build_generator(cfg: DcganTrainConfig, num_classes: int) -> Generator:
 class DcganTrainer:
     """The DCGAN half of the shared training loop: networks, optimizers, one step."""
 
-    sampler_names = ("generator_ema", "generator")  # first one present is used to sample
     architecture_fields = ("resolution", "channels", "conditional", "nz", "ngf", "ndf",
                            "spectral_norm", "ema_decay")
-
-    @staticmethod
-    def latent_size(cfg) -> int:
-        return cfg.nz
+    has_validation_loss = False  # a GAN has no held-out likelihood; FID decides when available
 
     def __init__(self, cfg: DcganTrainConfig, num_classes: int, device: torch.device):
         self.cfg = cfg
-        self.latent_dim = self.latent_size(cfg)
         self.generator = build_generator(cfg, num_classes)
         self.discriminator = Discriminator(cfg.resolution, cfg.channels, cfg.ndf,
                                            num_classes if cfg.conditional else 0,
@@ -196,9 +192,6 @@ class DcganTrainer:
                                   betas=(cfg.beta1, cfg.beta2), fused=fused),
             "d": torch.optim.Adam(self.discriminator.parameters(), lr=cfg.lr_d,
                                   betas=(cfg.beta1, cfg.beta2), fused=fused)}
-
-    def sampler(self) -> nn.Module:
-        return self.networks.get("generator_ema", self.generator)
 
     def train_step(self, real01: torch.Tensor, labels: torch.Tensor | None, step: int,
                    gen: torch.Generator, precision) -> dict[str, torch.Tensor]:
@@ -226,5 +219,5 @@ class DcganTrainer:
                 "d_real": torch.sigmoid(real_logits.detach().float()).mean(),
                 "d_fake": torch.sigmoid(fake_logits.detach().float()).mean()}
 
-    def validation_loss(self, real01, labels, gen) -> float | None:
-        return None  # a GAN has no held-out likelihood; FID decides when available
+    def extra_grids(self, source) -> dict[str, tuple[np.ndarray, int]]:
+        return {}

@@ -1,7 +1,8 @@
 """Stable Diffusion through diffusers: offline-first model loading and labeled generation.
 
-Imported only by the configs' build(); torch and diffusers are imported inside the
-functions that need them. The numbered steps:
+Imported only when a config is built (DiffuseConfig, Img2ImgConfig name the classes
+here); torch and diffusers are imported inside the functions that need them. The
+numbered steps:
 
 1. resolve_model: recipe `model` -> a local diffusers folder (a folder, or a hub id
    found in the local cache; downloaded only with allow_download).
@@ -29,10 +30,11 @@ from typing import Any
 
 import numpy as np
 
+from imgsynth.core.device import pick_device
 from imgsynth.core.errors import InputError, MissingModelError, RecipeError, did_you_mean
 from imgsynth.core.rng import derived_int_seed, sample_rng
 from imgsynth.core.sample import Sample
-from imgsynth.core.stage import SkipSample
+from imgsynth.core.stage import BuildContext, SkipSample
 from imgsynth.generate.diffusion_config import (
     DiffuseConfig,
     Img2ImgConfig,
@@ -170,17 +172,6 @@ def resolve_model(model: str, revision: str | None, allow_download: bool, *, key
     return ModelRef(model, folder, folder.name, model_config_sha256(folder))
 
 
-def pick_device(device: str) -> str:
-    import torch
-
-    if device == "auto":
-        if torch.cuda.is_available():
-            return "cuda"
-        mps = getattr(torch.backends, "mps", None)
-        return "mps" if mps is not None and mps.is_available() else "cpu"
-    return device
-
-
 def pick_dtype(dtype: str, device: str) -> str:
     if dtype == "auto":
         return "float32" if device == "cpu" else "float16"
@@ -190,7 +181,7 @@ def pick_dtype(dtype: str, device: str) -> str:
 def load_model(options: PipelineOptions, *, key: str) -> LoadedModel:
     """The text-to-image pipeline for `options`, loaded once per worker process."""
     ref = resolve_model(options.model, options.revision, options.allow_download, key=f"{key}.model")
-    device = pick_device(options.device)
+    device = str(pick_device(options.device, key=f"{key}.device"))
     dtype = pick_dtype(options.dtype, device)
     cache_key = (str(ref.folder.resolve()), device, dtype, options.safety_checker, options.channels_last,
                  options.compile, options.vae_slicing, options.vae_tiling, options.cpu_offload)
@@ -378,7 +369,7 @@ class ImagePlan:
 class DiffusionSource:
     """Text-to-image source: index -> (label, k) -> prompt and seed -> image."""
 
-    def __init__(self, config: DiffuseConfig):
+    def __init__(self, config: DiffuseConfig, ctx: BuildContext):
         self.config = config
         self.batch_size = config.batch_size  # the engine groups indices by this (generate_batch)
         self.model = load_model(config, key="source")  # a missing model fails before diffusers loads
@@ -393,9 +384,6 @@ class DiffusionSource:
         self.labels = list(config.labels)
         self.settings = {**_settings_meta(self.model, self.pipe, config),
                          "width": self.width, "height": self.height}
-
-    def __len__(self) -> int:
-        return len(self.labels) * self.config.images_per_class
 
     def close(self) -> None:
         self.pipe = self.model = None
@@ -444,7 +432,7 @@ class DiffusionSource:
 class Img2ImgStage:
     """A Stable Diffusion variation of each sample; the label carries over."""
 
-    def __init__(self, config: Img2ImgConfig):
+    def __init__(self, config: Img2ImgConfig, ctx: BuildContext):
         self.config = config
         self.model = load_model(config, key="stages.diffuse_img2img")  # a missing model fails first
         from diffusers import AutoPipelineForImage2Image
@@ -508,7 +496,7 @@ def regenerate(out_dir: str | os.PathLike, index: int) -> np.ndarray:
     meta = record["meta"]
     group = meta.get("batch", [index])
     source_name = stage_names(recipe)[0]
-    source = DiffusionSource(recipe.source)
+    source = DiffusionSource(recipe.source, BuildContext(seed=recipe.seed))
     threads = torch.get_num_threads()
     torch.set_num_threads(meta.get("torch_threads", threads))
     try:

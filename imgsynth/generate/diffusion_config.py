@@ -1,18 +1,19 @@
 """Recipe configs of the Stable Diffusion source (`diffuse`) and stage (`diffuse_img2img`).
 
 Only pydantic and the standard library are imported here, so validating a recipe
-never imports torch or diffusers; `build` imports `imgsynth.generate.diffusion`.
+never imports torch or diffusers; each config names its class in
+`imgsynth.generate.diffusion`, imported only when it is built.
 """
 
 from __future__ import annotations
 
 import string
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from imgsynth.core.errors import did_you_mean
-from imgsynth.core.stage import BuildContext, StageConfig
+from imgsynth.core.stage import StageConfig
 
 # Schedulers that work with Stable Diffusion 1.x/2.x/SDXL-class (epsilon/v-prediction)
 # checkpoints: diffusers' KarrasDiffusionSchedulers plus the distilled-model ones.
@@ -138,6 +139,7 @@ class DiffuseConfig(PipelineOptions):
     template and slot values are drawn from sample i's Generator.
     """
 
+    implementation: ClassVar[str] = "imgsynth.generate.diffusion:DiffusionSource"
     type: Literal["diffuse"] = Field("diffuse", description="Stable Diffusion text-to-image source.")
     labels: dict[str, ClassPrompts | None] = Field(
         ..., min_length=1,
@@ -196,15 +198,11 @@ class DiffuseConfig(PipelineOptions):
     def provides(self) -> frozenset[str]:
         return frozenset({"label"})
 
-    def build(self, ctx: BuildContext) -> Any:
-        from imgsynth.generate.diffusion import DiffusionSource
-
-        return DiffusionSource(self)
-
 
 class Img2ImgConfig(PipelineOptions):
     """Image-to-image stage: a variation of each sample's image; the class label carries over."""
 
+    implementation: ClassVar[str] = "imgsynth.generate.diffusion:Img2ImgStage"
     type: Literal["diffuse_img2img"] = Field("diffuse_img2img", description="Stable Diffusion image-to-image stage.")
     prompts: list[str] = Field(
         ["a photo of a {class}"], min_length=1,
@@ -228,8 +226,3 @@ class Img2ImgConfig(PipelineOptions):
                              "change shape or vanish, so boxes would be wrong. Lower strength "
                              "(<= 0.3 advised) or set keep_boxes: false")
         return self
-
-    def build(self, ctx: BuildContext) -> Any:
-        from imgsynth.generate.diffusion import Img2ImgStage
-
-        return Img2ImgStage(self)

@@ -1,9 +1,9 @@
-"""The one training loop for DCGAN and VAE, and its checkpoints.
+"""The one training loop for every model family (imgsynth.generate.families).
 
-A model family (DcganTrainer, VaeTrainer) owns its networks, optimizers and one
+A family's trainer (the Trainer protocol below) owns its networks, optimizers and one
 `train_step`; this loop owns everything else: device, mixed precision, data
-order, fixed-noise grids, metrics, evaluation, early stopping, checkpoints and
-the memorization check.
+order, fixed-noise grids, metrics, evaluation, early stopping, checkpoints
+(imgsynth.generate.checkpoint) and the memorization check (imgsynth.evaluate.memorization).
 
 Exact resume: every source of randomness is either a function of (seed, step)
 (the epoch permutation) or a saved generator state (the noise generator), and a
@@ -13,31 +13,60 @@ So on CPU, N steps + resume + N steps gives bit-identical weights to 2N steps.
 
 from __future__ import annotations
 
-import io
 import json
 import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import ClassVar, Protocol
 
 import numpy as np
 import torch
 import yaml
 
+from imgsynth.core.device import pick_device
 from imgsynth.core.errors import InputError, RecipeError
+from imgsynth.core.rng import run_int_seed
+from imgsynth.evaluate.memorization import training_memorization
+from imgsynth.generate.checkpoint import (
+    CHECKPOINT_FORMAT,
+    load_checkpoint,
+    load_networks,
+    numpy_global_state,
+    save_checkpoint,
+    set_numpy_global_state,
+)
 from imgsynth.generate.config import TrainConfigBase
 from imgsynth.generate.data import TrainingImages, load_training_images, split_holdout
-from imgsynth.generate.dcgan import DcganTrainer
-from imgsynth.generate.vae import VaeTrainer
-from imgsynth.io.atomic import atomic_write_bytes, atomic_write_text
-from imgsynth.io.image import encode_image
+from imgsynth.generate.families import FAMILIES
+from imgsynth.generate.images import generate_images, images_to_tensor, save_grid
+from imgsynth.io.atomic import atomic_write_text
 
-CHECKPOINT_FORMAT = "imgsynth-generative/1"
-FAMILIES = {"dcgan": DcganTrainer, "vae": VaeTrainer}
 # Keys that decide the trained weights besides the architecture: resuming with other
 # values would silently train a different model.
 RESUME_FIXED_FIELDS = ("data", "seed", "batch_size")
+
+# What each of the run's torch seeds is for: core.rng.run_int_seed(seed, purpose[, epoch]).
+DATA_ORDER, TRAIN_NOISE, GRID_NOISE, EVAL_NOISE, VALIDATION_NOISE, MEMORIZATION_NOISE = range(1, 7)
+
+
+class Trainer(Protocol):
+    """A model family's half of the loop, built as Trainer(config, num_classes, device)."""
+
+    networks: dict[str, torch.nn.Module]  # saved in checkpoints by name
+    optimizers: dict[str, torch.optim.Optimizer]  # one grad scaler each
+    architecture_fields: ClassVar[tuple[str, ...]]  # config keys a resume may not change
+    has_validation_loss: ClassVar[bool]  # validation_loss ranks checkpoints when FID cannot
+
+    def train_step(self, real01: torch.Tensor, labels: torch.Tensor | None, step: int,
+                   gen: torch.Generator, precision: Precision) -> dict[str, torch.Tensor]: ...
+
+    def validation_loss(self, real01: torch.Tensor, labels: torch.Tensor | None,
+                        gen: torch.Generator) -> float: ...
+
+    def extra_grids(self, source: TrainingImages) -> dict[str, tuple[np.ndarray, int]]:
+        """Grids besides the samples, by file name prefix: (images, images per row)."""
 
 
 @dataclass
@@ -48,22 +77,6 @@ class TrainResult:
     best_by: str  # "fid", "val_loss" or "latest"
     best_metric: float | None
     memorization: dict | None
-
-
-def pick_device(name: str) -> torch.device:
-    if name == "auto":
-        if torch.cuda.is_available():
-            return torch.device("cuda")
-        if torch.backends.mps.is_available():
-            return torch.device("mps")
-        return torch.device("cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise RecipeError("device 'cuda' is not available on this machine", key="device",
-                          fix="use device: auto or cpu")
-    if name == "mps" and not torch.backends.mps.is_available():
-        raise RecipeError("device 'mps' is not available on this machine", key="device",
-                          fix="use device: auto or cpu")
-    return torch.device(name)
 
 
 class Precision:
@@ -87,126 +100,10 @@ class Precision:
         scaler.update()
 
 
-def derived_seed(seed: int, *purpose: int) -> int:
-    """An independent 63-bit seed for one purpose (data order of an epoch, grid noise...)."""
-    return int(np.random.SeedSequence([seed, *purpose]).generate_state(2, np.uint64)[0] >> 1)
-
-
 def epoch_order(n: int, seed: int, epoch: int) -> torch.Tensor:
     """The permutation of the training set for one epoch: a pure function of (seed, epoch)."""
-    return torch.randperm(n, generator=torch.Generator().manual_seed(derived_seed(seed, 1, epoch)))
-
-
-def images_to_uint8(x01: torch.Tensor) -> np.ndarray:
-    """(B, C, H, W) floats in [0, 1] -> (B, H, W, C) uint8."""
-    x = (x01.detach().float().clamp(0, 1) * 255).round().to(torch.uint8)
-    return x.permute(0, 2, 3, 1).cpu().numpy()
-
-
-def tile_grid(images: np.ndarray, nrow: int, pad: int = 2) -> np.ndarray:
-    """(B, H, W, C) uint8 -> one image, nrow images per row, `pad` black pixels between."""
-    b, h, w, c = images.shape
-    rows = math.ceil(b / nrow)
-    grid = np.zeros((rows * (h + pad) + pad, nrow * (w + pad) + pad, c), dtype=np.uint8)
-    for i, image in enumerate(images):
-        r, k = divmod(i, nrow)
-        grid[pad + r * (h + pad):pad + r * (h + pad) + h, pad + k * (w + pad):pad + k * (w + pad) + w] = image
-    return grid
-
-
-def save_grid(path: Path, images: np.ndarray, nrow: int) -> None:
-    atomic_write_bytes(path, encode_image(tile_grid(images, nrow), "png"))
-
-
-@torch.no_grad()
-def generate_images(sampler: torch.nn.Module, z: torch.Tensor, labels: torch.Tensor | None,
-                    batch_size: int = 256) -> np.ndarray:
-    """Sampler output as uint8, in eval mode (batch norm uses its running statistics)."""
-    was_training = sampler.training
-    sampler.eval()
-    out = [images_to_uint8(sampler.generate(z[i:i + batch_size],
-                                            None if labels is None else labels[i:i + batch_size]))
-           for i in range(0, len(z), batch_size)]
-    sampler.train(was_training)
-    return np.concatenate(out)
-
-
-def memorization_check(samples: np.ndarray, train: np.ndarray, heldout: np.ndarray) -> dict:
-    """Nearest-neighbour distance (RMS per pixel in [0, 1], at most 64x64) of generated
-    images to the training set, against the same distance for held-out real images.
-
-    A model that copies its training images puts many samples closer to them than
-    held-out real images ever are; `near_copies` counts samples below the 1% quantile
-    of the held-out distances (about 1% expected for a model that does not copy).
-    """
-    from imgsynth.evaluate.memorization import nearest_distances
-
-    def pixels(images: np.ndarray) -> np.ndarray:
-        if images.shape[1] > 64:
-            factor = images.shape[1] // 64
-            images = images.reshape(len(images), 64, factor, 64, factor, -1).mean(axis=(2, 4))
-        return images.reshape(len(images), -1).astype(np.float64) / 255.0
-
-    reference = pixels(train)
-    dim = reference.shape[1]
-    fake_nn = nearest_distances(pixels(samples), reference)[0] / math.sqrt(dim)
-    report = {"space": f"pixels at {min(train.shape[1], 64)}px, RMS in [0, 1]",
-              "samples": int(len(samples)), "training_images": int(len(train)),
-              "sample_nn_median": float(np.median(fake_nn)), "sample_nn_min": float(fake_nn.min())}
-    if len(heldout):
-        real_nn = nearest_distances(pixels(heldout), reference)[0] / math.sqrt(dim)
-        threshold = float(np.quantile(real_nn, 0.01))
-        report.update({"heldout_nn_median": float(np.median(real_nn)),
-                       "ratio": float(np.median(fake_nn) / max(np.median(real_nn), 1e-12)),
-                       "near_copy_threshold": threshold,
-                       "near_copies": int((fake_nn < threshold).sum())})
-    return report
-
-
-def _numpy_state() -> list:
-    name, keys, pos, has_gauss, cached = np.random.get_state()
-    return [name, keys.tolist(), int(pos), int(has_gauss), float(cached)]
-
-
-def _set_numpy_state(state: list) -> None:
-    name, keys, pos, has_gauss, cached = state
-    np.random.set_state((name, np.asarray(keys, dtype=np.uint32), pos, has_gauss, cached))
-
-
-def load_checkpoint(path: Path, device: torch.device | str = "cpu") -> dict:
-    """A checkpoint written by this trainer; anything else is an InputError."""
-    try:
-        ckpt = torch.load(path, map_location=device, weights_only=True)
-    except FileNotFoundError:
-        raise InputError("checkpoint not found", file=str(path),
-                         fix="give a .pt file written by `imgsynth train` (checkpoints/last.pt "
-                             "or best.pt)") from None
-    except Exception as exc:  # noqa: BLE001 - pickle/zip errors of a foreign file
-        raise InputError(f"not a readable imgsynth checkpoint ({type(exc).__name__}: "
-                         f"{str(exc)[:200]})", file=str(path),
-                         fix="give a .pt file written by `imgsynth train`") from None
-    if not isinstance(ckpt, dict) or ckpt.get("format") != CHECKPOINT_FORMAT:
-        raise InputError("not an imgsynth DCGAN/VAE checkpoint (no 'format: "
-                         f"{CHECKPOINT_FORMAT}' entry; a plain state_dict or another "
-                         "program's checkpoint cannot be resumed or sampled)", file=str(path),
-                         fix="give a .pt file written by `imgsynth train`")
-    return ckpt
-
-
-def load_networks(networks: dict[str, torch.nn.Module], states: dict, path: Path) -> None:
-    """Load state dicts; a shape or key mismatch means another architecture."""
-    for name, net in networks.items():
-        if name not in states:
-            raise InputError(f"checkpoint has no '{name}' network (it has {sorted(states)})",
-                             file=str(path), fix="it was trained with another model setup")
-        try:
-            net.load_state_dict(states[name])
-        except RuntimeError as exc:
-            first = str(exc).strip().splitlines()
-            raise InputError(f"checkpoint does not fit the '{name}' network: "
-                             f"{' '.join(first[1:3] or first)[:300]}", file=str(path),
-                             fix="it was trained with another resolution, width or class "
-                                 "count") from None
+    generator = torch.Generator().manual_seed(run_int_seed(seed, DATA_ORDER, epoch))
+    return torch.randperm(n, generator=generator)
 
 
 class TrainingRun:
@@ -214,6 +111,7 @@ class TrainingRun:
 
     def __init__(self, kind: str, cfg: TrainConfigBase, out_dir: Path, log: Callable[[str], None]):
         self.kind, self.cfg, self.out_dir, self.log = kind, cfg, out_dir, log
+        self.family = FAMILIES[kind]
         self.device = pick_device(cfg.device)
         # 1. Data, loaded once; a seeded held-out split for FID / validation / memorization.
         data = load_training_images(cfg.data, cfg.resolution, cfg.channels, cfg.seed)
@@ -228,37 +126,40 @@ class TrainingRun:
                 file=cfg.data.path or "digits",
                 fix=f"add images, lower batch_size to {max(1, len(self.train_set))} or less, "
                     "or lower data.holdout_fraction")
-        self.images = self._to_device(self.train_set.images)
+        self.images = images_to_tensor(self.train_set.images, self.device)
         self.labels = torch.from_numpy(self.train_set.labels).to(self.device)
         self.batches_per_epoch = len(self.train_set) // cfg.batch_size  # last partial batch dropped
         self._order_epoch, self._order = -1, None
         # 2. Model: the seed fixes the initial weights.
         torch.manual_seed(cfg.seed)
-        self.model = FAMILIES[kind](cfg, len(self.classes), self.device)
+        self.model: Trainer = self.family.trainer_class()(cfg, len(self.classes), self.device)
         memory = torch.channels_last if cfg.channels_last else torch.contiguous_format
         for net in self.model.networks.values():
             net.to(self.device, memory_format=memory)
         self.memory_format = memory
         self.precision = Precision(self.device, cfg.amp, self.model.optimizers)
-        self.noise = torch.Generator(self.device).manual_seed(derived_seed(cfg.seed, 2))
+        self.noise = torch.Generator(self.device).manual_seed(run_int_seed(cfg.seed, TRAIN_NOISE))
         self.step = 0
         self.best: float | None = None
         self.bad_evals = 0
         self.fid, why_not = self._fid_setup()
         self.best_by = ("fid" if self.fid else
-                        "val_loss" if kind == "vae" and len(self.holdout) else "latest")
+                        "val_loss" if self.model.has_validation_loss and len(self.holdout)
+                        else "latest")
         if why_not:
             log(f"FID off: {why_not}; best checkpoint by {self.best_by}")
         # 3. Fixed noise for the grids: one column per class when conditional.
         self.grid_cols = (len(self.classes) if cfg.conditional and len(self.classes) <= 16
                           else max(1, int(math.sqrt(cfg.grid_size))))
-        self.grid_z, self.grid_labels = self._latents(cfg.grid_size, derived_seed(cfg.seed, 3))
+        self.grid_z, self.grid_labels = self._latents(cfg.grid_size, GRID_NOISE)
 
-    def _to_device(self, images_nhwc: np.ndarray) -> torch.Tensor:
-        return torch.from_numpy(images_nhwc).permute(0, 3, 1, 2).contiguous().to(self.device)
+    def sampler(self) -> torch.nn.Module:
+        """The network grids, evaluation and the memorization check sample with."""
+        return self.model.networks[self.family.sampler_network(self.model.networks)]
 
-    def _latents(self, n: int, seed: int):
-        z = torch.randn(n, self.model.latent_dim, generator=torch.Generator().manual_seed(seed))
+    def _latents(self, n: int, purpose: int):
+        generator = torch.Generator().manual_seed(run_int_seed(self.cfg.seed, purpose))
+        z = torch.randn(n, self.cfg.latent_size, generator=generator)
         labels = (torch.arange(n) % len(self.classes)).to(self.device) if self.cfg.conditional else None
         return z.to(self.device), labels
 
@@ -290,7 +191,7 @@ class TrainingRun:
             # too because user code and libraries may draw from them.
             "rng": {"noise": self.noise.get_state(), "torch": torch.get_rng_state(),
                     "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
-                    "numpy": _numpy_state()},
+                    "numpy": numpy_global_state()},
             "data": {"epoch": self.step // self.batches_per_epoch,
                      "position": self.step % self.batches_per_epoch},
             "early_stopping": {"best": self.best, "bad_evals": self.bad_evals,
@@ -298,9 +199,7 @@ class TrainingRun:
         }
 
     def save(self, name: str) -> None:
-        buf = io.BytesIO()
-        torch.save(self.checkpoint(), buf)
-        atomic_write_bytes(self.out_dir / "checkpoints" / name, buf.getvalue())
+        save_checkpoint(self.out_dir / "checkpoints" / name, self.checkpoint())
 
     def resume(self) -> None:
         path = self.out_dir / "checkpoints" / "last.pt"
@@ -328,7 +227,7 @@ class TrainingRun:
         torch.set_rng_state(rng["torch"].cpu())
         if rng["cuda"] and torch.cuda.is_available():
             torch.cuda.set_rng_state_all([s.cpu() for s in rng["cuda"]])
-        _set_numpy_state(rng["numpy"])
+        set_numpy_global_state(rng["numpy"])
         self.step = ckpt["step"]
         stopping = ckpt["early_stopping"]
         self.best, self.bad_evals = stopping["best"], stopping["bad_evals"]
@@ -358,39 +257,26 @@ class TrainingRun:
             fh.write(json.dumps(record) + "\n")
 
     def write_grids(self) -> None:
-        cfg, grids = self.cfg, self.out_dir / "grids"
-        samples = generate_images(self.model.sampler(), self.grid_z, self.grid_labels)
+        grids = self.out_dir / "grids"
+        samples = generate_images(self.sampler(), self.grid_z, self.grid_labels)
         save_grid(grids / f"samples_{self.step:08d}.png", samples, self.grid_cols)
-        if self.kind == "vae":
-            source = self.holdout if len(self.holdout) else self.train_set
-            # Rows of originals, each followed by the row of their reconstructions.
-            n = min(len(source), max(8, cfg.grid_size // 2))
-            cols = min(n, 8)
-            n -= n % cols
-            real = self._to_device(source.images[:n]).float() / 255
-            labels = torch.from_numpy(source.labels[:n]).to(self.device) if cfg.conditional else None
-            self.model.vae.eval()
-            recon = images_to_uint8(self.model.reconstruct(real, labels))
-            self.model.vae.train()
-            pairs = [block for start in range(0, n, cols)
-                     for block in (source.images[start:start + cols], recon[start:start + cols])]
-            save_grid(grids / f"recon_{self.step:08d}.png", np.concatenate(pairs), cols)
+        # Real images shown beside the model's own (a VAE's reconstructions): held-out ones.
+        source = self.holdout if len(self.holdout) else self.train_set
+        for name, (images, cols) in self.model.extra_grids(source).items():
+            save_grid(grids / f"{name}_{self.step:08d}.png", images, cols)
 
     def evaluate(self) -> float | None:
         """FID (or VAE validation loss) on held-out images; None when there is no metric."""
         if self.fid:
             extractor, fid_from_arrays, real = self.fid
-            z, labels = self._latents(self.cfg.eval_samples, derived_seed(self.cfg.seed, 4))
-            fake = generate_images(self.model.sampler(), z, labels)
+            z, labels = self._latents(self.cfg.eval_samples, EVAL_NOISE)
+            fake = generate_images(self.sampler(), z, labels)
             return float(fid_from_arrays(real, fake, extractor))
-        if self.kind == "vae" and len(self.holdout):
-            real = self._to_device(self.holdout.images).float() / 255
+        if self.best_by == "val_loss":
+            real = images_to_tensor(self.holdout.images, self.device).float() / 255
             labels = torch.from_numpy(self.holdout.labels).to(self.device) if self.cfg.conditional else None
-            gen = torch.Generator(self.device).manual_seed(derived_seed(self.cfg.seed, 5))
-            self.model.vae.eval()
-            loss = self.model.validation_loss(real, labels, gen)
-            self.model.vae.train()
-            return loss
+            seed = run_int_seed(self.cfg.seed, VALIDATION_NOISE)
+            return self.model.validation_loss(real, labels, torch.Generator(self.device).manual_seed(seed))
         return None
 
     def run(self) -> TrainResult:
@@ -450,9 +336,9 @@ class TrainingRun:
         n = self.cfg.memorization_samples
         if n == 0:
             return None
-        z, labels = self._latents(n, derived_seed(self.cfg.seed, 6))
-        samples = generate_images(self.model.sampler(), z, labels)
-        report = memorization_check(samples, self.train_set.images, self.holdout.images)
+        z, labels = self._latents(n, MEMORIZATION_NOISE)
+        samples = generate_images(self.sampler(), z, labels)
+        report = training_memorization(samples, self.train_set.images, self.holdout.images)
         atomic_write_text(self.out_dir / "memorization.json", json.dumps(report, indent=2) + "\n")
         if "ratio" in report:
             self.log(f"memorization: median nearest-training-image distance of samples "

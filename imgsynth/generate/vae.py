@@ -9,12 +9,18 @@ with a chosen class draws that class.
 from __future__ import annotations
 
 import math
+from typing import TYPE_CHECKING
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from imgsynth.generate.config import VaeTrainConfig
+from imgsynth.generate.images import images_to_tensor, images_to_uint8
+
+if TYPE_CHECKING:
+    from imgsynth.generate.data import TrainingImages
 
 
 def level_multipliers(resolution: int) -> list[int]:
@@ -98,23 +104,17 @@ def build_vae(cfg: VaeTrainConfig, num_classes: int) -> ConvVae:
 class VaeTrainer:
     """The VAE half of the shared training loop."""
 
-    sampler_names = ("vae",)
     architecture_fields = ("resolution", "channels", "conditional", "latent_dim", "nf")
-
-    @staticmethod
-    def latent_size(cfg) -> int:
-        return cfg.latent_dim
+    has_validation_loss = True
 
     def __init__(self, cfg: VaeTrainConfig, num_classes: int, device: torch.device):
         self.cfg = cfg
-        self.latent_dim = self.latent_size(cfg)
+        self.device = device
+        self.latent_dim = cfg.latent_size
         self.vae = build_vae(cfg, num_classes)
         self.networks: dict[str, nn.Module] = {"vae": self.vae}
         self.optimizers = {"vae": torch.optim.Adam(self.vae.parameters(), lr=cfg.lr,
                                                    fused=device.type == "cuda")}
-
-    def sampler(self) -> nn.Module:
-        return self.vae
 
     def train_step(self, real01, labels, step: int, gen: torch.Generator, precision):
         beta = kl_weight(step, self.cfg.beta, self.cfg.beta_warmup_steps)
@@ -129,10 +129,27 @@ class VaeTrainer:
     def validation_loss(self, real01, labels, gen: torch.Generator) -> float:
         """Full-beta ELBO loss on held-out images (eval mode, fixed noise)."""
         noise = torch.randn(real01.shape[0], self.latent_dim, generator=gen, device=real01.device)
+        self.vae.eval()
         loss, _, _ = vae_loss(self.vae, real01, labels, noise, self.cfg.beta, self.cfg.recon_loss)
+        self.vae.train()
         return float(loss)
 
     @torch.no_grad()
     def reconstruct(self, real01, labels) -> torch.Tensor:
         mu, _ = self.vae.encode(real01, labels)
         return self.vae.generate(mu, labels)
+
+    def extra_grids(self, source: TrainingImages) -> dict[str, tuple[np.ndarray, int]]:
+        """recon: rows of originals from `source`, each followed by the row of their
+        reconstructions."""
+        n = min(len(source), max(8, self.cfg.grid_size // 2))
+        cols = min(n, 8)
+        n -= n % cols
+        real = images_to_tensor(source.images[:n], self.device).float() / 255
+        labels = torch.from_numpy(source.labels[:n]).to(self.device) if self.cfg.conditional else None
+        self.vae.eval()
+        recon = images_to_uint8(self.reconstruct(real, labels))
+        self.vae.train()
+        pairs = [block for start in range(0, n, cols)
+                 for block in (source.images[start:start + cols], recon[start:start + cols])]
+        return {"recon": (np.concatenate(pairs), cols)}

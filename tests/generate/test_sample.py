@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 from imgsynth.cli import app
 from imgsynth.core.errors import InputError, RecipeError
 from imgsynth.generate.cli import sample_command
-from imgsynth.generate.sample import load_sampler, sample_image
+from imgsynth.generate.gan_source import load_sampler, sample_image
 from imgsynth.io.image import decode_image
 from imgsynth.run import run_recipe
 from tests.conftest import tree_hashes

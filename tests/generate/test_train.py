@@ -11,7 +11,8 @@ import torch
 
 from imgsynth.core.errors import RecipeError
 from imgsynth.generate.cli import load_train_recipe, train_command
-from imgsynth.generate.train import TrainingRun, load_checkpoint
+from imgsynth.generate.checkpoint import load_checkpoint
+from imgsynth.generate.train import TrainingRun
 from imgsynth.io.image import decode_image
 from tests.generate.conftest import tiny_recipe
 

@@ -14,17 +14,15 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from imgsynth.core.device import pick_device
 from imgsynth.core.errors import RecipeError, did_you_mean
 from imgsynth.core.rng import derived_int_seed
 from imgsynth.core.sample import Sample
 from imgsynth.core.stage import BuildContext
-from imgsynth.generate.config import TRAIN_CONFIGS, GanSampleConfig
-from imgsynth.generate.dcgan import build_generator
-from imgsynth.generate.train import (FAMILIES, generate_images, load_checkpoint, load_networks,
-                                     pick_device)
-from imgsynth.generate.vae import build_vae
-
-SAMPLER_BUILDERS = {"generator_ema": build_generator, "generator": build_generator, "vae": build_vae}
+from imgsynth.generate.checkpoint import load_checkpoint, load_networks, stored_config
+from imgsynth.generate.config import GanSampleConfig
+from imgsynth.generate.families import FAMILIES
+from imgsynth.generate.images import generate_images
 
 
 @dataclass
@@ -39,20 +37,22 @@ class LoadedSampler:
     step: int
 
 
-def load_sampler(path: str | Path, device: str = "cpu", use_ema: bool = True) -> LoadedSampler:
-    """The generating network of a checkpoint (EMA generator first when asked), in eval mode."""
+def load_sampler(path: str | Path, device: str = "cpu", use_ema: bool = True, *,
+                 device_key: str = "device") -> LoadedSampler:
+    """The generating network of a checkpoint (EMA generator first when asked), in eval mode.
+    A device this machine does not have is a RecipeError at `device_key`."""
     path = Path(path)
     ckpt = load_checkpoint(path)
-    kind = ckpt["kind"]
-    cfg = TRAIN_CONFIGS[kind].model_validate(ckpt["config"], context={"stored": True})
-    names = [n for n in FAMILIES[kind].sampler_names if use_ema or n != "generator_ema"]
-    name = next(n for n in names if n in ckpt["networks"])
+    family = FAMILIES[ckpt["kind"]]
+    cfg = stored_config(ckpt)
+    present = [n for n in ckpt["networks"] if use_ema or n != "generator_ema"]
+    name = family.sampler_network(present)
     classes = list(ckpt["classes"])
-    network = SAMPLER_BUILDERS[name](cfg, len(classes))
+    network = family.build_sampler(cfg, len(classes))
     load_networks({name: network}, ckpt["networks"], path)
-    torch_device = pick_device(device)
+    torch_device = pick_device(device, key=device_key)
     network.to(torch_device).eval()
-    return LoadedSampler(network, kind, name, classes, cfg.conditional, FAMILIES[kind].latent_size(cfg),
+    return LoadedSampler(network, family.name, name, classes, cfg.conditional, cfg.latent_size,
                          torch_device, int(ckpt["step"]))
 
 
@@ -81,19 +81,11 @@ def chosen_classes(sampler: LoadedSampler, wanted: list[str] | None, key: str) -
 class CheckpointSampler:
     """Source: sample i is class classes[i % len(classes)] from latent seed drawn from rng."""
 
-    def __init__(self, sampler: LoadedSampler, checkpoint: str, classes: list[str]):
-        self.sampler = sampler
-        self.checkpoint = checkpoint
-        self.classes = classes
-
-    @classmethod
-    def from_config(cls, cfg: GanSampleConfig, ctx: BuildContext) -> CheckpointSampler:
-        sampler = load_sampler(cfg.checkpoint, cfg.device, cfg.use_ema)
-        return cls(sampler, cfg.checkpoint,
-                   chosen_classes(sampler, cfg.sample_classes, "source.sample_classes"))
-
-    def __len__(self) -> int | None:
-        return None
+    def __init__(self, config: GanSampleConfig, ctx: BuildContext):
+        self.sampler = load_sampler(config.checkpoint, config.device, config.use_ema,
+                                    device_key="source.device")
+        self.checkpoint = config.checkpoint
+        self.classes = chosen_classes(self.sampler, config.sample_classes, "source.sample_classes")
 
     def source_files(self, index: int) -> list[str]:
         return [self.checkpoint]
