@@ -11,10 +11,12 @@ from typing import Annotated, Optional
 import typer
 
 from imgsynth.core.errors import ImgsynthError, format_warnings_plainly
+from imgsynth.generate.families import FAMILIES
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Make labeled image training data from YAML recipes.")
-train_app = typer.Typer(no_args_is_help=True, help="Train a generative model (dcgan, vae).")
+train_app = typer.Typer(no_args_is_help=True,
+                        help=f"Train a generative model ({', '.join(FAMILIES)}).")
 app.add_typer(train_app, name="train")
 
 SetOption = Annotated[Optional[list[str]], typer.Option(
@@ -145,27 +147,21 @@ def reference() -> None:
     print(render_reference(), end="")
 
 
-@train_app.command("dcgan")
-def train_dcgan(recipe: Path, out: Annotated[Optional[Path], typer.Option("--out", "-o")] = None,
-                resume: bool = False, set_: SetOption = None, quiet: bool = False) -> None:
-    """Train a DCGAN on an image folder, class folders, COCO crops or sklearn digits."""
-    _train("dcgan", recipe, out, resume, set_, quiet)
-
-
-@train_app.command("vae")
-def train_vae(recipe: Path, out: Annotated[Optional[Path], typer.Option("--out", "-o")] = None,
+def _train_command(kind: str):
+    """`imgsynth train KIND`: one command per model family (imgsynth.generate.families)."""
+    def train(recipe: Path, out: Annotated[Optional[Path], typer.Option("--out", "-o")] = None,
               resume: bool = False, set_: SetOption = None, quiet: bool = False) -> None:
-    """Train a convolutional VAE."""
-    _train("vae", recipe, out, resume, set_, quiet)
+        from imgsynth.generate.cli import train_command
+
+        try:
+            train_command(kind, recipe, out, resume, tuple(set_ or ()), quiet)
+        except ImgsynthError as err:
+            _fail(err)
+    return train
 
 
-def _train(kind, recipe, out, resume, set_, quiet) -> None:
-    from imgsynth.generate.cli import train_command
-
-    try:
-        train_command(kind, recipe, out, resume, tuple(set_ or ()), quiet)
-    except ImgsynthError as err:
-        _fail(err)
+for _family in FAMILIES.values():
+    train_app.command(_family.name, help=_family.summary)(_train_command(_family.name))
 
 
 @app.command()
