@@ -3,15 +3,13 @@ once: its training config, its trainer and the network it samples with. The CLI'
 `train` commands, the training loop and the checkpoint sampler all read this table.
 
 Entries are "module:attribute" strings (as in imgsynth.core.registry) so that reading the
-table, as `imgsynth --help` does, imports neither pydantic nor torch.
+table, as `imgsynth --help` does, imports neither pydantic nor torch (nor the registry).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Any
-
-from imgsynth.core.registry import resolve
 
 
 @dataclass(frozen=True)
@@ -27,17 +25,23 @@ class ModelFamily:
     sampler_networks: tuple[str, ...]
 
     def config_class(self) -> Any:
-        return resolve(self.config)
+        return _resolve(self.config)
 
     def trainer_class(self) -> Any:
-        return resolve(self.trainer)
+        return _resolve(self.trainer)
 
     def build_sampler(self, cfg: Any, num_classes: int) -> Any:
-        return resolve(self.sampler)(cfg, num_classes)
+        return _resolve(self.sampler)(cfg, num_classes)
 
     def sampler_network(self, present) -> str:
         """The name of the network to sample with, among the networks `present`."""
         return next(name for name in self.sampler_networks if name in present)
+
+
+def _resolve(entry: str) -> Any:
+    from imgsynth.core.registry import resolve
+
+    return resolve(entry)
 
 
 FAMILIES: dict[str, ModelFamily] = {family.name: family for family in (
