@@ -410,16 +410,17 @@ def augment_section(plan: Plan, dev: Device, report: Report, workers: int) -> No
             loader = torch.utils.data.DataLoader(
                 dataset, batch_size=plan.aug_loader_batch, num_workers=workers,
                 collate_fn=collate_list, persistent_workers=workers > 0)
-            for _ in loader:  # warm-up epoch: starts the workers
-                pass
+            exact = True
+            for batch in loader:  # warm-up epoch (starts the workers), labels checked here
+                exact &= boxes_match_masks([t["boxes"] for _, t in batch], [t["masks"] for _, t in batch])
             dataset.set_epoch(1)
+            # Timed epoch: nothing kept (a kept tensor pins its shared memory in /dev/shm).
             start = time.perf_counter()
-            items = [item for batch in loader for item in batch]
-            cpu_rate = len(items) / (time.perf_counter() - start)
+            count = sum(len(batch) for batch in loader)
+            cpu_rate = count / (time.perf_counter() - start)
             del loader
             report.check("augment", f"per-sample path {size}: every box is the tight box of its mask",
-                         boxes_match_masks([t["boxes"] for _, t in items], [t["masks"] for _, t in items]),
-                         notes=f"{len(items)} images, {workers} DataLoader workers")
+                         exact, notes=f"{count} images, {workers} DataLoader workers")
 
         # 2. BatchAugment on the device, same image size, each batch size.
         augment = BatchAugment(seed=0, **AUG_BATCH)
@@ -910,7 +911,13 @@ class SdResult:
     unet_timed: bool  # False: UNet it/s estimated from wall time (hooks did not fire)
     peak_gib: float | None
     warm_s: float
-    dtype: str = ""
+    unet: str  # dtype and attention processors of the UNet that ran
+
+
+def unet_kind(unet) -> str:
+    """'float16, AttnProcessor2_0': what a row's UNet computed with (AttnProcessor2_0 is SDPA)."""
+    processors = sorted({type(p).__name__ for p in unet.attn_processors.values()})
+    return f"{str(unet.dtype).replace('torch.', '')}, {'/'.join(processors)}"
 
 
 def time_sd(call, batch: int, calls: int, steps: int, unet, dev: Device, warm) -> SdResult:
@@ -924,7 +931,7 @@ def time_sd(call, batch: int, calls: int, steps: int, unet, dev: Device, warm) -
         images = batch * calls
         unet_s = timer.seconds()
         return SdResult(images / seconds, steps * images / (unet_s or seconds), unet_s is not None,
-                        dev.peak_gib(), warm_s)
+                        dev.peak_gib(), warm_s, unet_kind(unet))
     finally:
         timer.close()
 
@@ -932,7 +939,6 @@ def time_sd(call, batch: int, calls: int, steps: int, unet, dev: Device, warm) -
 def diffusion_section(plan: Plan, dev: Device, report: Report, work: Path, budget_s: float,
                       compile_unet: bool) -> None:
     import diffusers
-    import torch
 
     inner = internals()
     steps, side = plan.sd_steps, plan.sd_side
@@ -947,16 +953,15 @@ def diffusion_section(plan: Plan, dev: Device, report: Report, work: Path, budge
     with report.guard("diffusion", "plain StableDiffusionPipeline"):
         plain = diffusers.StableDiffusionPipeline.from_pretrained(model, local_files_only=True).to(dev.name)
         plain.set_progress_bar_config(disable=True)
-        attention = sorted({type(p).__name__ for p in plain.unet.attn_processors.values()})
-        for batch, calls in ((1, plan.sd_plain_b1_images), (4, plan.sd_plain_b4_calls)):
-            def call(n=steps, batch=batch):
-                plain(prompts[:batch], num_inference_steps=n, height=side, width=side)
-            results[f"plain{batch}"] = time_sd(call, batch, calls, steps, plain.unet, dev,
-                                               warm=lambda call=call: call(plan.sd_warm_steps))
-            results[f"plain{batch}"].dtype = str(plain.unet.dtype).replace("torch.", "")
-        del plain
-        dev.free()
-        report.info["plain_attention"] = attention
+        try:
+            for batch, calls in ((1, plan.sd_plain_b1_images), (4, plan.sd_plain_b4_calls)):
+                def call(n=steps, batch=batch):
+                    plain(prompts[:batch], num_inference_steps=n, height=side, width=side)
+                results[f"plain{batch}"] = time_sd(call, batch, calls, steps, plain.unet, dev,
+                                                   warm=lambda call=call: call(plan.sd_warm_steps))
+        finally:
+            del plain
+            dev.free()
 
     counter = itertools.count()
 
@@ -974,9 +979,7 @@ def diffusion_section(plan: Plan, dev: Device, report: Report, work: Path, budge
                     indices = [next(counter) for _ in range(batch)]
                     source.generate_batch(indices, [inner.sample_rng(0, "diffuse", i) for i in indices])
                 calls = plan.sd_b1_images if batch == 1 else plan.sd_b4_calls
-                unet = inner.source_unet(source)
-                results[key] = time_sd(call, batch, calls, steps, unet, dev, warm=call)
-                results[key].dtype = str(unet.dtype).replace("torch.", "")
+                results[key] = time_sd(call, batch, calls, steps, inner.source_unet(source), dev, warm=call)
         finally:
             for source in sources.values():
                 source.close()
@@ -986,8 +989,7 @@ def diffusion_section(plan: Plan, dev: Device, report: Report, work: Path, budge
         ours, peer = results.get(key), results.get(peer_key)
         if ours is None or peer is None:
             return
-        notes = (f"ours: imgsynth {options} ({ours.dtype}); peer: StableDiffusionPipeline defaults "
-                 f"({peer.dtype}, {', '.join(report.info.get('plain_attention', []))})")
+        notes = f"ours: imgsynth {options} ({ours.unet}); peer: StableDiffusionPipeline defaults ({peer.unet})"
         report.row("diffusion", f"{label}, {what}: images/s", ours.images_per_s, peer.images_per_s,
                    "images/s", notes + (f"; warm-up (compile) {ours.warm_s:.0f} s" if "compile" in options else ""))
         timed = "" if ours.unet_timed and peer.unet_timed else "; from wall time (UNet hooks did not fire)"
@@ -1054,6 +1056,10 @@ def regeneration_checks(plan: Plan, dev: Device, report: Report, work: Path, mod
     same = runs["b1"] == runs["b1-again"] and len(runs["b1"]) == n
     report.check("diffusion", f"{label}: a rerun with the same recipe writes byte-identical PNGs",
                  same, f"{n} images, batch 1, {dev.name}")
+    records = [json.loads(line) for line in (work / "runs" / "b4" / "manifest.jsonl").read_text().splitlines()]
+    report.check("diffusion", f"{label}: the batch_size 4 run made its {n} images in one pipeline call",
+                 all(r["meta"].get("batch") == list(range(n)) for r in records) and len(records) == n,
+                 notes="the manifest's batch")
     diff = max(int(np.abs(decoded(runs["b1"][k]) - decoded(runs["b4"][k])).max()) for k in runs["b1"])
     report.check("diffusion", f"{label}: batch 1 vs batch 4, max abs pixel difference", None, diff,
                  "0 = byte-identical; the manifest records the batch, so regenerate() is exact either way")
@@ -1090,7 +1096,6 @@ def sdxl_check(plan: Plan, dev: Device, report: Report, work: Path) -> None:
             indices = [next(counter) for _ in range(2)]
             source.generate_batch(indices, [inner.sample_rng(0, "diffuse", i) for i in indices])
         ours = time_sd(call, 2, calls, plan.sd_steps, inner.source_unet(source), dev, warm=call)
-        ours_dtype = str(inner.source_unet(source).dtype).replace("torch.", "")
     finally:
         source.close()
     plain = diffusers.StableDiffusionXLPipeline.from_pretrained(model, local_files_only=True).to(dev.name)
@@ -1101,8 +1106,8 @@ def sdxl_check(plan: Plan, dev: Device, report: Report, work: Path) -> None:
     peer = time_sd(plain_call, 2, calls, plan.sd_steps, plain.unet, dev, warm=plain_call)
     report.row("diffusion", f"SDXL-class tiny 32x32, {plan.sd_steps} steps, batch 2: images/s",
                ours.images_per_s, peer.images_per_s, "images/s",
-               f"ours: imgsynth defaults ({ours_dtype}); peer: StableDiffusionXLPipeline defaults "
-               f"({str(plain.unet.dtype).replace('torch.', '')}); tiny: says it runs, not how fast SDXL is")
+               f"ours: imgsynth defaults ({ours.unet}); peer: StableDiffusionXLPipeline defaults "
+               f"({peer.unet}); tiny: says it runs, not how fast SDXL is")
     del plain
     dev.free()
 
