@@ -188,7 +188,7 @@ def eval_(real: Annotated[Path, typer.Option("--real", help="Real images: a fold
           preset: Annotated[str, typer.Option(help="paper (TF-compatible resize) or clean (antialiased).")] = "clean",
           extractor: Annotated[str, typer.Option(help="inception, builtin, torchvision:<arch>, timm:<name>, dinov2:<variant>.")] = "inception",
           weights: Annotated[Optional[Path], typer.Option(help="Local weights file for the extractor.")] = None,
-          device: Annotated[str, typer.Option(help="cpu, cuda, cuda:1, mps.")] = "cpu",
+          device: Annotated[str, typer.Option(help="cpu, cuda, cuda:1, mps, or auto (cuda, then mps, then cpu).")] = "cpu",
           batch_size: Annotated[int, typer.Option(help="Images per feature batch.")] = 64,
           save_real_stats: Annotated[Optional[Path], typer.Option(help="Also save the real set's stats .npz here.")] = None,
           allow_download: Annotated[bool, typer.Option(help="Allow downloading extractor weights.")] = False,
