@@ -145,6 +145,7 @@ def eval_command(real, fake, metrics=None, preset: str = "paper", out="eval_repo
 
     `cache_dir=None` uses ~/.cache/imgsynth/features ($IMGSYNTH_CACHE); False disables it.
     """
+    from imgsynth.core.device import pick_device
     from imgsynth.evaluate import fid
     from imgsynth.evaluate.encode import encode_image_set
     from imgsynth.evaluate.features import check_preset, get_extractor
@@ -156,6 +157,7 @@ def eval_command(real, fake, metrics=None, preset: str = "paper", out="eval_repo
     # 1. arguments and extractor
     names = parse_metrics(metrics)
     check_preset(preset)
+    device = str(pick_device(device, key="--device"))
     real_path, fake_path, out = Path(real), Path(fake), Path(out)
     real_is_stats = real_path.suffix == ".npz"
     real_stats = fid.load_stats(real_path) if real_is_stats else None
@@ -231,11 +233,13 @@ def save_stats_command(images, out, extractor: str = "inception", preset: str = 
                        weights=None, cache_dir=None, batch_size: int = 64, device: str = "cpu",
                        allow_download: bool = False) -> Path:
     """Encode a real image folder once and write its FID stats .npz (usable as --real)."""
+    from imgsynth.core.device import pick_device
     from imgsynth.evaluate import fid
     from imgsynth.evaluate.encode import encode_image_set
     from imgsynth.evaluate.features import get_extractor
     from imgsynth.evaluate.imageset import open_image_set
 
+    device = str(pick_device(device, key="--device"))
     image_set = open_image_set(images, "real")
     feature_extractor = get_extractor(extractor, preset=preset, weights=weights, device=device,
                                       allow_download=allow_download)

@@ -154,3 +154,23 @@ def test_imgsynth_eval_command_line(tmp_path, folders, monkeypatch):
                              "--extractor", "builtin", "--out", str(tmp_path / "r2")])
     assert ok.exit_code == 0, ok.output
     assert json.loads((tmp_path / "r2" / "report.json").read_text())["metrics"]["fid"]["value"] > 0
+
+
+@pytest.mark.parametrize("device, said", [
+    ("cuda:99", "device 'cuda:99' is not available on this machine (it has: cpu"),
+    ("gpu", "unknown device 'gpu'"),
+])
+def test_a_device_this_machine_lacks_is_a_message_before_any_work(tmp_path, folders, device, said):
+    from typer.testing import CliRunner
+
+    from imgsynth.cli import app
+
+    _, real, fake = folders
+    for args in (["eval", "--real", str(real), "--fake", str(fake), "--extractor", "builtin",
+                  "--out", str(tmp_path / "report")],
+                 ["save-stats", str(real), "--extractor", "builtin", "--out", str(tmp_path / "s.npz")]):
+        result = CliRunner().invoke(app, args + ["--device", device])
+        assert result.exit_code == 2, result.output
+        assert said in result.output and "--device" in result.output
+        assert "Traceback" not in result.output
+    assert list(tmp_path.iterdir()) == []

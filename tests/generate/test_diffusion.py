@@ -16,7 +16,7 @@ from pydantic import ValidationError
 from typer.testing import CliRunner
 
 from imgsynth.cli import app
-from imgsynth.core.errors import MissingModelError
+from imgsynth.core.errors import MissingModelError, RecipeError
 from imgsynth.core.rng import sample_rng
 from imgsynth.core.sample import Instance, Sample
 from imgsynth.core.stage import BuildContext, SkipSample
@@ -472,3 +472,16 @@ def test_a_multi_process_run_frees_the_drivers_model_for_its_workers(tmp_path, t
     assert two.exit_code == 0, two.output
     assert not diffusion._MODELS
     assert tree_hashes(tmp_path / "one") == tree_hashes(tmp_path / "two")
+
+
+def test_a_device_this_machine_lacks_is_a_recipe_error_naming_the_key(tiny_sd_model, monkeypatch):
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.raises(RecipeError) as err:
+        _source(tiny_sd_model, device="cuda")
+    assert err.value.key == "source.device"
+    assert "device 'cuda' is not available on this machine" in str(err.value)
+    with pytest.raises(RecipeError) as err:
+        Img2ImgConfig(model=str(tiny_sd_model), device="cuda").build(BuildContext(seed=0))
+    assert err.value.key == "stages.diffuse_img2img.device"

@@ -11,7 +11,7 @@ import torch
 from typer.testing import CliRunner
 
 from imgsynth.cli import app
-from imgsynth.core.errors import InputError, RecipeError
+from imgsynth.core.errors import RecipeError
 from imgsynth.generate.cli import sample_command
 from imgsynth.generate.gan_source import load_sampler, sample_image
 from imgsynth.io.image import decode_image
@@ -86,25 +86,6 @@ def test_unknown_class_suggests_the_known_ones(conditional_dcgan, tmp_path):
     assert "0, 1, 2" in str(err.value)
 
 
-def test_foreign_and_mismatched_checkpoints_are_input_errors(conditional_dcgan, tmp_path):
-    plain = tmp_path / "plain.pt"
-    torch.save({"weight": torch.zeros(3)}, plain)
-    with pytest.raises(InputError, match="not an imgsynth DCGAN/VAE checkpoint"):
-        load_sampler(plain)
-    text = tmp_path / "notes.pt"
-    text.write_text("hello")
-    with pytest.raises(InputError, match="not a readable imgsynth checkpoint"):
-        load_sampler(text)
-    # the same checkpoint claiming another architecture: weights do not fit
-    ckpt = torch.load(conditional_dcgan, weights_only=True)
-    ckpt["config"]["ngf"] = 16
-    other = tmp_path / "other.pt"
-    torch.save(ckpt, other)
-    with pytest.raises(InputError, match="does not fit the 'generator_ema' network") as err:
-        load_sampler(other)
-    assert "another resolution, width or class count" in str(err.value)
-
-
 def test_gan_sample_source_inside_imgsynth_run(conditional_dcgan, tmp_path):
     recipe = tmp_path / "recipe.yaml"
     recipe.write_text(f"seed: 2\ncount: 6\nsource:\n  type: gan_sample\n"
@@ -131,3 +112,14 @@ def test_cli_exit_codes(conditional_dcgan, tmp_path):
     assert [r["label"] for r in manifest(tmp_path / "ok")] == ["4"] * 3
     same_as_run = runner.invoke(app, ["sample", str(conditional_dcgan), "--count", "2", "--out", str(tmp_path / "c")])
     assert same_as_run.exit_code == 0 and len(manifest(tmp_path / "c")) == 2, same_as_run.output
+
+
+def test_a_device_this_machine_lacks_names_the_source_key(conditional_dcgan, tmp_path, monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    recipe = {"count": 2, "source": {"type": "gan_sample", "checkpoint": str(conditional_dcgan),
+                                     "device": "cuda"}}
+    with pytest.raises(RecipeError) as err:
+        run_recipe(recipe, tmp_path / "out", workers=1, quiet=True)
+    assert err.value.key == "source.device"
+    assert "device 'cuda' is not available on this machine" in str(err.value)
+    assert not (tmp_path / "out").exists()

@@ -10,9 +10,11 @@ import pytest
 import torch
 
 from imgsynth.core.errors import RecipeError
-from imgsynth.generate.cli import load_train_recipe, train_command
+from imgsynth.core.rng import run_int_seed, run_rng
 from imgsynth.generate.checkpoint import load_checkpoint
-from imgsynth.generate.train import TrainingRun
+from imgsynth.generate.cli import load_train_recipe, train_command
+from imgsynth.generate.data import split_holdout
+from imgsynth.generate.train import TrainingRun, epoch_order
 from imgsynth.io.image import decode_image
 from tests.generate.conftest import tiny_recipe
 
@@ -171,3 +173,15 @@ def test_shipped_recipe_trains_through_the_cli(tmp_path, kind):
     assert (tmp_path / "run/grids/samples_00000002.png").exists()
     again = CliRunner().invoke(app, args)
     assert again.exit_code == 2 and "--resume" in again.output
+
+
+def test_training_seeds_are_the_numbers_earlier_versions_drew():
+    """The trainer's seeds come from core.rng; these are the values its own derivation gave
+    (SeedSequence([seed, *purpose])), so a run retrains and resumes to the same weights."""
+    assert [run_int_seed(0, 1, 0), run_int_seed(7, 2), run_int_seed(7, 3), run_int_seed(7, 4),
+            run_int_seed(7, 5), run_int_seed(7, 6), run_int_seed(2**40, 1, 3)] == [
+        2918264622725855778, 9139555415570476218, 2530781778362038830, 6355185125837863469,
+        4346648539189822640, 351528316132178081, 4117514787827399083]
+    assert epoch_order(12, 5, 2).tolist() == [10, 3, 6, 2, 0, 4, 1, 8, 7, 9, 5, 11]
+    assert [a.tolist() for a in split_holdout(12, 0.25, 5)] == [[0, 1, 2, 3, 4, 7, 8, 10, 11], [5, 6, 9]]
+    assert np.sort(run_rng(5).choice(30, 6, replace=False)).tolist() == [0, 13, 15, 16, 20, 22]

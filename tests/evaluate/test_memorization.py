@@ -1,30 +1,16 @@
-"""Precision/recall/density/coverage and the copy checks."""
+"""The copy checks: of a synthetic set against a real one (`imgsynth eval`), and of a trained
+model against its own training set (`imgsynth train`'s memorization.json)."""
 
 from __future__ import annotations
 
 import numpy as np
 
-from imgsynth.evaluate.memorization import hamming_matrix, memorization_report, phash_image
-from imgsynth.evaluate.prdc import prdc
-
-
-def test_prdc_of_identical_sets_is_perfect_and_of_disjoint_sets_zero():
-    rng = np.random.default_rng(0)
-    real = rng.standard_normal((300, 8))
-    same = prdc(real, real.copy())
-    assert same["precision"] == same["recall"] == same["coverage"] == 1.0
-    assert same["density"] >= 1.0
-    far = prdc(real, real + 100.0)
-    assert far["precision"] == far["recall"] == far["coverage"] == far["density"] == 0.0
-
-
-def test_mode_collapse_keeps_precision_but_loses_recall():
-    rng = np.random.default_rng(1)
-    real = rng.standard_normal((400, 4))
-    collapsed = np.repeat(real[:5], 10, axis=0) + rng.normal(0, 0.01, (50, 4))  # 5 modes
-    result = prdc(real, collapsed)
-    assert result["precision"] > 0.9
-    assert result["recall"] < 0.1 and result["coverage"] < 0.2
+from imgsynth.evaluate.memorization import (
+    hamming_matrix,
+    memorization_report,
+    phash_image,
+    training_memorization,
+)
 
 
 def test_phash_survives_brightness_but_separates_different_digits(digits):
@@ -53,3 +39,23 @@ def test_copied_images_are_found(digits, builtin):
     assert {"f100", "f101", "f102", "f103", "f104"} <= flagged
     assert report["n_closer_than_threshold"] < 20  # the fresh digits are mostly not flagged
     assert report["near_duplicates"] >= 5
+
+
+def test_a_model_that_returns_its_training_images_is_caught(digits):
+    images, _ = digits
+    train, heldout, fresh = images[:600], images[600:800], images[800:1000]
+    copier = training_memorization(train[:100], train, heldout)
+    assert copier["samples"] == 100 and copier["training_images"] == 600
+    assert copier["sample_nn_min"] == 0.0 and copier["ratio"] == 0.0
+    assert copier["near_copies"] == 100
+    honest = training_memorization(fresh, train, heldout)  # new digits, as a good model makes
+    assert 0.7 < honest["ratio"] < 1.4
+    assert honest["near_copies"] <= 10
+    assert honest["space"] == "pixels at 16px, RMS in [0, 1]"
+
+
+def test_without_held_out_images_there_is_no_baseline(digits):
+    images, _ = digits
+    report = training_memorization(images[:10], images[10:50], images[:0])
+    assert "ratio" not in report and "near_copies" not in report
+    assert 0 < report["sample_nn_median"] <= 1
