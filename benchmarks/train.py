@@ -29,8 +29,9 @@ import torch
 from torch import nn
 
 from imgsynth.generate.config import DcganTrainConfig, TrainDataConfig, VaeTrainConfig
-from imgsynth.generate.sample import load_sampler
-from imgsynth.generate.train import TrainingRun, generate_images, train
+from imgsynth.generate.gan_source import load_sampler
+from imgsynth.generate.images import generate_images
+from imgsynth.generate.train import TrainingRun, train
 
 THREADS = 2
 
