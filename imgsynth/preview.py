@@ -30,7 +30,8 @@ import numpy as np
 from imgsynth.core.errors import InputError, RecipeError
 from imgsynth.core.masks import polygons_to_mask, rle_decode, rle_sample
 from imgsynth.io.atomic import atomic_write_bytes
-from imgsynth.io.image import decode_image_reduced, encode_image, is_image_file
+from imgsynth.io.folders import image_files
+from imgsynth.io.image import decode_image_reduced, encode_image
 
 GRID_TILE = 240  # image area of a grid tile, px (square)
 WIDE_TILE = (760, 96)  # largest image area of an OCR tile (width, height)
@@ -107,8 +108,7 @@ def load_records(out_dir: Path, exclude: Path | None = None) -> Collection[dict]
     else:
         root = out_dir / "images" if (out_dir / "images").is_dir() else out_dir
         skip = exclude.resolve() if exclude is not None else None
-        images = sorted(p for p in root.rglob("*")
-                        if p.is_file() and is_image_file(p) and p.resolve() != skip)
+        images = [p for p in image_files(root) if p.resolve() != skip]
         records = [{"id": p.relative_to(root).as_posix(), "image": p.relative_to(out_dir).as_posix()}
                    for p in images]
     if not records:

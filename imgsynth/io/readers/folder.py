@@ -12,7 +12,7 @@ from collections import Counter
 from pathlib import Path
 
 from imgsynth.core.errors import InputError
-from imgsynth.io.image import is_image_file
+from imgsynth.io.folders import image_files
 from imgsynth.io.readers.base import ImageEntry, LabeledDataset, LabelWarning
 
 
@@ -20,11 +20,11 @@ def read_imagefolder(path: Path) -> LabeledDataset:
     entries = []
     classes = []
     for folder in sorted(p for p in path.iterdir() if p.is_dir() and not p.name.startswith(".")):
-        images = sorted(p for p in folder.rglob("*") if is_image_file(p))
+        images = image_files(folder)
         if images:
             classes.append(folder.name)
             entries.extend(ImageEntry(image=p, label=folder.name) for p in images)
-    loose = [p for p in path.iterdir() if p.is_file() and is_image_file(p)]
+    loose = image_files(path, recursive=False)
     if loose:
         warnings.warn(f"{path}: {len(loose)} image(s) directly in the root have no class folder "
                       "and are left out", LabelWarning, stacklevel=2)

@@ -23,7 +23,7 @@ import numpy as np
 
 from imgsynth.core.boxes import cxcywh_norm_to_xyxy, points_bbox
 from imgsynth.core.errors import InputError
-from imgsynth.io.image import is_image_file
+from imgsynth.io.folders import image_files
 from imgsynth.io.readers.base import (
     ImageEntry, InstanceLabel, LabeledDataset, checked_box, checked_polygons, parse_number,
     read_label_text, shown, unique_names,
@@ -36,12 +36,12 @@ def read_yolo(path: Path, classes: list[str] | None = None) -> LabeledDataset:
         names = unique_names(list(classes), path, "the given class names")
     else:
         names = _class_names(yaml_path, image_dirs)
-    image_files = sorted({p for d in image_dirs for p in d.rglob("*") if is_image_file(p)})
-    by_label = {label_path(p): p for p in image_files}
+    images = sorted({p for d in image_dirs for p in image_files(d)})
+    by_label = {label_path(p): p for p in images}
     _check_orphan_labels(image_dirs, by_label)
     issues: Counter = Counter()
     entries = []
-    for image in image_files:
+    for image in images:
         label_file = label_path(image)
         instances = []
         if label_file.is_file():
