@@ -1053,6 +1053,9 @@ def regeneration_checks(plan: Plan, dev: Device, report: Report, work: Path, mod
         run_recipe(recipe, work / "runs" / name, count=n, workers=1, quiet=True)
         runs[name] = run_images(work / "runs" / name)
         dev.free()
+    report.check("diffusion", f"{label}: the runs' images are not blank (so byte identity means something)",
+                 all(decoded(png).std() > 0 for images in runs.values() for png in images.values()),
+                 notes="random weights in float16 could overflow into NaN, which writes flat images")
     same = runs["b1"] == runs["b1-again"] and len(runs["b1"]) == n
     report.check("diffusion", f"{label}: a rerun with the same recipe writes byte-identical PNGs",
                  same, f"{n} images, batch 1, {dev.name}")

@@ -66,6 +66,7 @@ def test_toy_mode_label_and_regeneration_checks_pass(toy_run):
     assert deviation["passed"] is None and 0 <= deviation["value"] <= 255
     assert any("SDXL" in w and c["passed"] for w, c in diffusion.items())
     assert any("one pipeline call" in w and c["passed"] for w, c in diffusion.items())
+    assert any("not blank" in w and c["passed"] for w, c in diffusion.items())
     fid = next(c for c in checks if c["section"] == "evaluate")
     assert fid["passed"] is True
 
