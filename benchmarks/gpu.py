@@ -1067,15 +1067,11 @@ def regeneration_checks(plan: Plan, dev: Device, report: Report, work: Path, mod
     report.check("diffusion", f"{label}: batch 1 vs batch 4, max abs pixel difference", None, diff,
                  "0 = byte-identical; the manifest records the batch, so regenerate() is exact either way")
     index = min(1, n - 1)
-    again = inner_regenerate(work / "runs" / "b4", index)
+    again = internals().regenerate(work / "runs" / "b4", index)
     name = f"{index + 1:08d}.png"
     report.check("diffusion", f"{label}: regenerate(run, {index}) of the batch-4 run gives its pixels",
                  bool(np.array_equal(again.astype(np.int16), decoded(runs["b4"][name]))))
     dev.free()
-
-
-def inner_regenerate(run_dir: Path, index: int) -> np.ndarray:
-    return internals().regenerate(run_dir, index)
 
 
 def sdxl_check(plan: Plan, dev: Device, report: Report, work: Path) -> None:
