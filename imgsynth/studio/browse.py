@@ -18,6 +18,7 @@ import json
 import math
 import os
 import threading
+import time
 import warnings
 from array import array
 from collections import OrderedDict
@@ -35,12 +36,40 @@ THUMB_FIT = (240, 240)
 DETAIL_FIT = (1280, 1280)
 LISTED_ROWS = 500  # errors.jsonl / skipped.jsonl rows shown (all are counted)
 RECENT_RECORDS = 2048
+READ_AHEAD = 2000  # records a page may read from the top of a manifest not yet indexed that far
 # Folders a scan for data sets does not enter: a data set's own parts, tools' folders.
 NOT_SCANNED = {"images", "masks", "labels", "Annotations", "JPEGImages", "SegmentationClass",
-               "imagefolder", "node_modules", "__pycache__", "site-packages", "venv", "checkpoints",
-               "grids", "semantic_masks", "yolo", "voc", "coco", "shards"}
+               "node_modules", "__pycache__", "site-packages", "venv", "checkpoints", "grids"}
 SCAN_DEPTH = 3
 SCAN_FOLDERS = 3000
+
+
+class Foreground:
+    """Requests being answered. Indexing steps aside while there are any, so a page and its
+    thumbnails are not slowed by reading the rest of a big manifest (CPython runs one
+    thread's Python at a time)."""
+
+    def __init__(self):
+        self.lock = threading.Lock()
+        self.active = 0
+
+    def __enter__(self):
+        with self.lock:
+            self.active += 1
+
+    def __exit__(self, *exc):
+        with self.lock:
+            self.active -= 1
+
+    def wait(self, most: float = 0.05) -> None:
+        """Wait while requests run (at most `most` seconds, so indexing always progresses)."""
+        waited = 0.0
+        while self.active and waited < most:
+            time.sleep(0.005)
+            waited += 0.005
+
+
+FOREGROUND = Foreground()
 
 
 def inside(path: str | os.PathLike, root: str | os.PathLike) -> bool:
@@ -223,6 +252,11 @@ class DataSet:
 
     def page(self, start: int, size: int, classes: list[str], count: tuple[float, float],
              size_range: tuple[float, float]) -> dict[str, Any]:
+        with FOREGROUND:
+            return self._page(start, size, classes, count, size_range)
+
+    def _page(self, start: int, size: int, classes: list[str], count: tuple[float, float],
+              size_range: tuple[float, float]) -> dict[str, Any]:
         filtered = bool(classes) or count != (0, math.inf) or size_range != (0.0, math.inf)
         start, size = max(0, start), max(1, min(size, 200))
         done = self.index.done
@@ -254,6 +288,10 @@ class DataSet:
         return None if rec is None else self.remember(n, rec)
 
     def thumbnail(self, n: int, labels: bool, fit: tuple[int, int]) -> bytes:
+        with FOREGROUND:
+            return self._thumbnail(n, labels, fit)
+
+    def _thumbnail(self, n: int, labels: bool, fit: tuple[int, int]) -> bytes:
         rec = self.get(n)
         if rec is None:
             raise InputError(f"no record {n}", file=str(self.path))
@@ -309,9 +347,10 @@ class ManifestSet(DataSet):
                     if line.strip():
                         rec = json.loads(line)
                         batch.append((offset, rec if isinstance(rec, dict) else {}))
-                        if len(batch) >= 2000:
+                        if len(batch) >= 500:
                             self.index.add(batch)
                             batch = []
+                            FOREGROUND.wait()
                     offset += len(line)
             self.index.add(batch)
         except (OSError, ValueError) as exc:
@@ -345,7 +384,9 @@ class ManifestSet(DataSet):
 
     def records(self, numbers: list[int]) -> list[int]:
         missing = [n for n in numbers if n not in self.recent and self.index.offset(n) is None]
-        if missing:  # one pass from the top for all of them, not one per record
+        if missing and (max(missing) >= READ_AHEAD or self.index.done):
+            numbers = [n for n in numbers if n not in missing]  # past the end, or not read yet
+        elif missing:  # the first pages, before the index gets there: one pass from the top
             wanted, k = set(missing), -1
             with open(self.manifest, "rb") as fh:
                 for raw in fh:

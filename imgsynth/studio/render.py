@@ -31,6 +31,7 @@ import types
 import typing
 import warnings
 from collections import OrderedDict
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -46,7 +47,7 @@ from imgsynth.engine.pipeline import Pipeline, one_torch_thread
 from imgsynth.io.image import decode_image_reduced, encode_image, is_image_file
 from imgsynth.io.readers import detect_format, read_dataset
 from imgsynth.io.writers.manifest import ManifestRecords
-from imgsynth.preview import class_colors, draw_boxes, overlay_masks
+from imgsynth.preview import class_colors, draw_boxes, fit_scale, overlay_masks
 from imgsynth.recipes.load import apply_overrides, dump_yaml
 from imgsynth.recipes.schema import OutputConfig, Recipe
 from imgsynth.run import FINALIZE_ONLY_KEYS, prepare
@@ -80,7 +81,7 @@ def labelled_image(image: np.ndarray, full_size: tuple[int, int], instances: lis
                    colors: dict, fit: tuple[int, int]) -> bytes:
     """A JPEG of `image` (possibly already reduced from full_size = (width, height), which
     the labels refer to) fitted into `fit`, with masks tinted and boxes and class names drawn
-    by preview.png's own helpers."""
+    by preview.png's own helpers; `instances` empty: the picture alone."""
     import cv2
     from PIL import Image, ImageDraw
 
@@ -91,10 +92,13 @@ def labelled_image(image: np.ndarray, full_size: tuple[int, int], instances: lis
     elif image.shape[2] == 4:
         image = image[:, :, :3]
     width, height = full_size
-    scale = min(fit[0] / width, fit[1] / height, 1.0)
+    scale = fit_scale(width, height, *fit)  # as preview.png: small images enlarged up to 8x
     size = (max(1, round(width * scale)), max(1, round(height * scale)))
     if (image.shape[1], image.shape[0]) != size:
-        image = cv2.resize(image, size, interpolation=cv2.INTER_AREA)
+        # enlarged 2x or more: the real pixels (nearest) rather than a blur
+        interpolation = (cv2.INTER_AREA if size[0] < image.shape[1] else
+                         cv2.INTER_LINEAR if scale < 2 else cv2.INTER_NEAREST)
+        image = cv2.resize(image, size, interpolation=interpolation)
     colors = dict(colors)
     for inst in instances:  # a class outside the known list still gets a colour
         colors.setdefault(str(inst.get("class")), (255, 255, 255))
@@ -181,9 +185,11 @@ class RecipeSession:
         self.colors: dict[int, dict] = {}
         self.generation = 0
         self.warnings: list[str] = []
+        self.encoder = ThreadPoolExecutor(max_workers=1, thread_name_prefix="studio-encode")
         self._scratch = Path(tempfile.mkdtemp(prefix="imgsynth-studio-"))
 
     def close(self) -> None:
+        self.encoder.shutdown(wait=True)
         for part in self.builds.values():
             _close(part)
         self.builds.clear()
@@ -264,7 +270,9 @@ class RecipeSession:
         written_keys = {k: v for k, v in part.resolved["output"].items() if k not in FINALIZE_ONLY_KEYS}
         chain = (recipe.name, *part_keys)
         output_key = (chain, _key(written_keys))
-        reuse = {"files_reused": 0, "staged_again": 0, "made": 0, "built": 0}
+        # what this render did: parts built, samples made by the source, samples whose
+        # stages ran again on a kept source sample, samples encoded, samples kept whole
+        reuse = {"built": 0, "made": 0, "staged_again": 0, "written": 0, "files_reused": 0}
         pipeline = None
         made: dict[int, Rendered] = {}
         for index in indices:
@@ -276,6 +284,10 @@ class RecipeSession:
             if pipeline is None:
                 pipeline = self._pipeline(recipe, classes, part_keys, reuse)
             made[index] = self._make(pipeline, chain, output_key, index, reuse)
+        for index, rendered in made.items():
+            if isinstance(rendered, Future):
+                made[index] = rendered = rendered.result()
+                self.samples.put(("files", output_key, index), rendered, rendered.size)
         self._keep_builds(set(part_keys))
         self.generation += 1
         self.renders[self.generation] = made
@@ -303,7 +315,7 @@ class RecipeSession:
         return pipeline
 
     def _make(self, pipeline: Pipeline, chain: tuple, output_key: tuple, index: int,
-              reuse: dict) -> Rendered:
+              reuse: dict) -> Future:
         finished = self.samples.get(("finished", chain, index))
         if finished is None:
             generated = self.samples.get(("generated", chain[:2], index))
@@ -316,9 +328,9 @@ class RecipeSession:
             # stages change samples in place: they get a copy, the cache keeps its own
             finished = pipeline.apply_stages(index, copy.deepcopy(generated))
             self.samples.put(("finished", chain, index), finished, outcome_bytes(finished))
-        rendered = self._write(pipeline, index, copy.deepcopy(finished))
-        self.samples.put(("files", output_key, index), rendered, rendered.size)
-        return rendered
+        reuse["written"] += 1
+        # encoded while the next sample is made (OpenCV's encoder lets go of the GIL)
+        return self.encoder.submit(self._write, pipeline, index, copy.deepcopy(finished))
 
     def _write(self, pipeline: Pipeline, index: int, outcome) -> Rendered:
         """What write_chunk does with one outcome, with the files kept."""

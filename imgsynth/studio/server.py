@@ -327,7 +327,7 @@ class Handler(BaseHTTPRequestHandler):
             recipe = self._recipe()
             saved = recipe.save(str(body.get("text", "")), body.get("name") or None,
                                 overwrite=body.get("overwrite") is True)
-            return self._json(saved, 200 if saved["saved"] else 409)
+            return self._json(saved)  # saved: false, exists: true -> the page asks first
         return self._plain(404, "not found")
 
     def _recipe(self) -> RecipeSession:
@@ -452,7 +452,8 @@ def start(target: str | os.PathLike | None, port: int | None = 0) -> StudioServe
     studio = Studio()
     studio.open(target if target is not None else ".")
     server = bind(studio, port)
-    threading.Thread(target=server.serve_forever, name="imgsynth studio", daemon=True).start()
+    threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05},
+                     name="imgsynth studio", daemon=True).start()
     return server
 
 

@@ -415,7 +415,7 @@ async function save(name) {
   const R = state.recipe;
   await R.chain;  // the text of the last edit
   let { status, data } = await postJSON("/api/recipe/save", { text: R.text, name });
-  if (status === 409 && data.exists) {
+  if (status === 200 && !data.saved && data.exists) {
     if (data.same && !name) { toast(`${data.path} already holds this recipe`); return; }
     const changed = data.changed_on_disk ? " It has changed on disk since the studio opened it." : "";
     if (!confirm(`${data.path} exists.${changed} Replace it?`)) { toast("not saved"); return; }
