@@ -12,10 +12,10 @@ from __future__ import annotations
 
 import sys
 import time
-from importlib import metadata
 from pathlib import Path
 
 from imgsynth.core.errors import ImgsynthError, InputError, RecipeError, did_you_mean
+from imgsynth.core.versions import package_versions
 
 METRICS = ("fid", "kid", "is", "prdc", "memorization", "stats", "tstr")
 PAPER_MIN_SAMPLES = 2048
@@ -32,15 +32,9 @@ def parse_metrics(metrics) -> list[str]:
     return [m for m in METRICS if m in names]
 
 
-def versions() -> dict[str, str]:
-    out = {}
-    for package in ("imgsynth", "torch", "torchvision", "torchmetrics", "torch-fidelity",
-                    "numpy", "scipy", "scikit-learn"):
-        try:
-            out[package] = metadata.version(package)
-        except metadata.PackageNotFoundError:
-            out[package] = "not installed"
-    return out
+# Recorded in report.json: the packages whose versions decide the numbers.
+REPORTED_PACKAGES = ("imgsynth", "torch", "torchvision", "torchmetrics", "torch-fidelity",
+                     "numpy", "scipy", "scikit-learn")
 
 
 def input_warnings(n_real: int, n_fake: int, preset: str, extractor_id: str,
@@ -213,7 +207,7 @@ def eval_command(real, fake, metrics=None, preset: str = "paper", out="eval_repo
             "real_layout": real_set.layout if real_set else "stats file",
             "fake_layout": fake_set.layout,
             "seed": seed, "projection": projection, "device": device,
-            "versions": versions(),
+            "versions": package_versions(REPORTED_PACKAGES, missing="not installed"),
         },
         "metrics": results,
         "warnings": warnings,
