@@ -82,13 +82,13 @@ def inside(path: str | os.PathLike, root: str | os.PathLike) -> bool:
 
 @dataclass
 class Found:
-    kind: str  # imgsynth, coco, yolo, voc, imagefolder, report
+    kind: str  # imgsynth, coco, yolo, voc, imagefolder, report, recipe
     path: Path
 
 
 def scan(folder: Path) -> list[Found]:
-    """Data sets and evaluation reports in `folder` and below (a few levels, a bounded
-    number of folders; symlinked folders are not followed)."""
+    """Data sets, evaluation reports and recipes in `folder` and below (a few levels, a
+    bounded number of folders; symlinked folders are not followed)."""
     found: list[Found] = []
     queue, seen = [(folder, 0)], 0
     while queue and seen < SCAN_FOLDERS:
@@ -102,12 +102,26 @@ def scan(folder: Path) -> list[Found]:
             children = sorted(current.iterdir())
         except OSError:
             continue
+        found += [Found("recipe", child) for child in children if is_recipe(child)]
         queue += [(child, depth + 1) for child in children
                   if not child.name.startswith(".") and child.name not in NOT_SCANNED
                   and not child.is_symlink() and child.is_dir()]
-    if not any(f.kind != "report" for f in found) and _is_imagefolder(folder):
+    if not any(f.kind not in ("report", "recipe") for f in found) and _is_imagefolder(folder):
         found.insert(0, Found("imagefolder", folder))
     return found
+
+
+def is_recipe(path: Path) -> bool:
+    """A small YAML file with a source or parts (a recipe `imgsynth run` takes)."""
+    if path.suffix.lower() not in (".yaml", ".yml") or path.name == "data.yaml" or path.is_symlink():
+        return False
+    try:
+        if not path.is_file() or path.stat().st_size > 256 << 10:
+            return False
+        data = safe_load(path.read_text(encoding="utf-8"), str(path))
+    except (OSError, UnicodeDecodeError, ImgsynthError):
+        return False
+    return isinstance(data, dict) and ("source" in data or "parts" in data)
 
 
 def classify(folder: Path) -> list[str]:

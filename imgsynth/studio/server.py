@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import hmac
 import json
+import math
 import mimetypes
 import os
 import re
@@ -107,7 +108,7 @@ class Studio:
 
     def data_set(self, item_id: int) -> DataSet:
         with self.lock:
-            if not 0 <= item_id < len(self.items) or self.items[item_id]["kind"] == "report":
+            if not 0 <= item_id < len(self.items) or self.items[item_id]["kind"] in ("report", "recipe"):
                 raise InputError(f"no data set {item_id}")
             if item_id not in self.sets:
                 item = self.items[item_id]
@@ -362,8 +363,11 @@ class Handler(BaseHTTPRequestHandler):
             shutil.copyfileobj(fh, self.wfile)
 
     def _json(self, data: Any, status: int = 200) -> None:
-        self._send(json.dumps(data, allow_nan=False, default=_jsonable).encode("utf-8"),
-                   "application/json", status=status)
+        try:
+            text = json.dumps(data, allow_nan=False, default=_jsonable)
+        except ValueError:  # a NaN in a record (Python's json writes one): null for the browser
+            text = json.dumps(_finite(data), allow_nan=False, default=_jsonable)
+        self._send(text.encode("utf-8"), "application/json", status=status)
 
     def _plain(self, status: int, text: str) -> None:
         self.close_connection = True  # a refused request's body may be unread
@@ -412,6 +416,16 @@ def _float(query: dict, name: str, default: float) -> float:
 def _fit(query: dict, default: tuple[int, int], most: int = 2048) -> tuple[int, int]:
     side = _int(query, "fit", 0)
     return (min(side, most), min(side, most)) if side > 0 else default
+
+
+def _finite(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_finite(v) for v in value]
+    return value
 
 
 def _jsonable(value: Any) -> Any:

@@ -23,7 +23,7 @@ from tests.studio.conftest import REPO, local_recipe, path_of
 CHROMIUM = Path("/usr/bin/chromium")
 ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
         "--disable-component-update", "--no-first-run"]
-SHOTS = os.environ.get("IMGSYNTH_STUDIO_SCREENSHOTS")
+SHOTS = os.environ.get("IMGSYNTH_STUDIO_SCREENSHOTS") and Path(os.environ["IMGSYNTH_STUDIO_SCREENSHOTS"]).resolve()
 NO_LABEL_FILES = ("output.formats=[]", "output.preview=false")
 TIMEOUT_MS = 20_000
 
@@ -56,9 +56,9 @@ def page(browser):
 
 
 def screenshot(page, name: str) -> None:
-    if SHOTS:
-        Path(SHOTS).mkdir(parents=True, exist_ok=True)
-        page.screenshot(path=str(Path(SHOTS) / name))
+    if SHOTS:  # resolved at import: tests change the working folder
+        SHOTS.mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(SHOTS / name))
 
 
 def tile_counts(page) -> list[int]:
@@ -157,15 +157,17 @@ def test_save_asks_before_replacing_and_the_saved_recipe_runs_to_what_was_shown(
 @pytest.fixture(scope="module")
 def output_folder(tmp_path_factory):
     folder = tmp_path_factory.mktemp("studio-browse")
-    out = folder / "compose-out"
+    out = folder / "out" / "compose"
     run_recipe(local_recipe("compose.yaml", folder), out, count=12, overrides=NO_LABEL_FILES, quiet=True)
     (out / "skipped.jsonl").write_text(json.dumps({"index": 12, "skipped": "no_object_placed",
                                                    "detail": "30 tries"}) + "\n")
     return out
 
 
-def test_browse_an_output_folder_filter_by_class_and_open_a_record(studio, page, output_folder):
-    client = studio(output_folder)
+def test_browse_an_output_folder_filter_by_class_and_open_a_record(studio, page, output_folder,
+                                                                  monkeypatch):
+    monkeypatch.chdir(output_folder.parents[1])
+    client = studio("out/compose")  # as a user opens it: imgsynth studio out/compose
     page.goto(client.server.url)
     page.wait_for_url(re.compile(r"#/set/0$"))
     page.wait_for_selector("#grid .tile")
@@ -206,3 +208,18 @@ def test_an_evaluation_report_is_shown(studio, page, tmp_path):
     page.wait_for_url(re.compile(r"#/report/0$"))
     frame = page.frame_locator(".report iframe")
     assert frame.locator("h1").text_content() == "imgsynth evaluation"
+
+
+def test_the_home_page_lists_a_folders_data_sets_and_recipes_and_opens_one(studio, page, output_folder,
+                                                                          monkeypatch):
+    monkeypatch.chdir(output_folder.parents[1])  # compose.yaml and out/compose
+    client = studio(None)  # imgsynth studio, in that folder
+    page.goto(client.server.url)
+    page.wait_for_selector("#view .list li")
+    entries = page.eval_on_selector_all("#view .list li", "lis => lis.map(li => li.textContent)")
+    assert entries == ["recipecompose.yaml", "imgsynthout/compose"]
+    screenshot(page, "home.png")
+    page.click("text=compose.yaml")
+    page.wait_for_url(re.compile(r"#/recipe$"))
+    wait_for_render(page)
+    assert page.text_content("#recipe-path") == "compose.yaml"

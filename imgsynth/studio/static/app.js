@@ -59,10 +59,23 @@ function chips(names, colors) {
 
 function plural(n, word) { return `${n} ${word}${n === 1 ? "" : "s"}`; }
 
-// Long RLE strings make a record unreadable: cut them for display only.
-function shownRecord(record) {
-  return JSON.stringify(record, (key, value) =>
-    typeof value === "string" && value.length > 160 ? value.slice(0, 160) + `… (${value.length} chars)` : value, 1);
+// A record as indented JSON, lists of numbers on one line; long strings (RLE counts) cut
+// for display only.
+function shownRecord(value, indent = "") {
+  const inner = indent + "  ";
+  if (Array.isArray(value)) {
+    if (value.every((v) => v === null || typeof v !== "object")) return `[${value.map(scalar).join(", ")}]`;
+    return value.length ? `[\n${value.map((v) => inner + shownRecord(v, inner)).join(",\n")}\n${indent}]` : "[]";
+  }
+  if (value !== null && typeof value === "object") {
+    const keys = Object.keys(value);
+    return keys.length ? `{\n${keys.map((k) => `${inner}${JSON.stringify(k)}: ${shownRecord(value[k], inner)}`).join(",\n")}\n${indent}}` : "{}";
+  }
+  return scalar(value);
+}
+
+function scalar(value) {
+  return JSON.stringify(typeof value === "string" && value.length > 160 ? `${value.slice(0, 160)}… (${value.length} chars)` : value);
 }
 
 const state = {
@@ -75,6 +88,10 @@ const state = {
 // ---------------------------------------------------------------- routing
 
 window.addEventListener("hashchange", route);
+window.addEventListener("beforeunload", (event) => {
+  const R = state.recipe;
+  if (R.text !== null && R.text !== R.saved) event.preventDefault();  // unsaved edits: ask
+});
 window.addEventListener("DOMContentLoaded", () => {
   $("#open-form").addEventListener("submit", openPath);
   $("#modal-close").addEventListener("click", closeModal);
@@ -94,11 +111,12 @@ async function route() {
   if ((match = hash.match(/^#\/report\/(\d+)$/))) return showReport(+match[1]);
   // the landing page: the one thing opened, else the list
   const items = state.app.items;
-  if (state.app.recipe && !items.length) { location.replace("#/recipe"); return; }
-  if (!state.app.recipe && items.length) {
-    const sets = items.filter((item) => item.kind !== "report");
+  const shown = items.filter((item) => item.kind !== "recipe");
+  if (hash === "#/" && state.app.recipe && !shown.length) { location.replace("#/recipe"); return; }
+  if (hash === "#/" && !state.app.recipe && shown.length && shown.length === items.length) {
+    const sets = shown.filter((item) => item.kind !== "report");
     if (sets.length === 1) { location.replace(`#/set/${sets[0].id}`); return; }
-    if (!sets.length && items.length === 1) { location.replace(`#/report/${items[0].id}`); return; }
+    if (!sets.length && shown.length === 1) { location.replace(`#/report/${shown[0].id}`); return; }
   }
   showHome();
 }
@@ -115,6 +133,9 @@ async function openPath(event) {
   event.preventDefault();
   const path = $("#open-path").value.trim();
   if (!path) return;
+  const R = state.recipe;
+  if (/\.ya?ml$/i.test(path) && R.text !== null && R.text !== R.saved
+      && !confirm("The recipe has edits that are not saved. Open another recipe anyway?")) return;
   const { status, data } = await postJSON("/api/open", { path });
   if (status !== 200) { toast(data.error || "cannot open"); return; }
   $("#open-path").value = "";
@@ -134,6 +155,11 @@ function showHome() {
   const list = el("ul", { class: "list" });
   if (state.app.recipe) list.append(el("li", {}, el("span", { class: "kind" }, "recipe"), el("a", { href: "#/recipe" }, state.app.recipe)));
   for (const item of items) {
+    if (item.kind === "recipe") {
+      list.append(el("li", {}, el("span", { class: "kind" }, "recipe"), el("a", { href: "#/recipe",
+        onclick: (event) => { event.preventDefault(); $("#open-path").value = item.name; $("#open-form").requestSubmit(); } }, item.name)));
+      continue;
+    }
     const href = item.kind === "report" ? `#/report/${item.id}` : `#/set/${item.id}`;
     list.append(el("li", {}, el("span", { class: "kind" }, item.kind), el("a", { href }, item.name)));
   }
@@ -151,7 +177,7 @@ async function showRecipe() {
   const R = state.recipe;
   if (R.text === null) {
     const loaded = await getJSON("/api/recipe");
-    R.text = loaded.text;
+    R.text = R.saved = loaded.text;
   }
   const view = $("#view");
   view.replaceChildren(el("div", { class: "recipe" },
@@ -308,7 +334,7 @@ function toggleLabels(event) {
 }
 
 function openSample(sample) {
-  const big = sample.labels + "?fit=1280";
+  const big = sample.labels + "?fit=1024";
   const img = el("img", { src: state.labels ? big : sample.image, alt: `sample ${sample.record.id}` });
   openModal(el("div", { class: "detail" },
     el("div", { class: "image" }, img),
@@ -423,6 +449,7 @@ async function save(name) {
   }
   if (status !== 200 || !data.saved) { toast(data.error || "not saved", 8000); return; }
   state.app.recipe = data.path;
+  R.saved = R.text;
   $("#recipe-path").textContent = data.path;
   const box = $("#command");
   box.hidden = false;
@@ -537,7 +564,7 @@ async function showItem(id, n) {
   const S = setState(id);
   const detail = await getJSON(`/api/sets/${id}/item/${n}`);
   const info = state.app.items[id];
-  const big = (labels) => `/api/sets/${id}/thumb/${n}?labels=${labels ? 1 : 0}&fit=1280`;
+  const big = (labels) => `/api/sets/${id}/thumb/${n}?labels=${labels ? 1 : 0}&fit=1024`;
   const img = el("img", { src: big(state.labels), alt: String(detail.record.image) });
   const at = S.order.indexOf(n);
   const prev = at > 0 ? S.order[at - 1] : n - 1;
