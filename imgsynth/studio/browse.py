@@ -283,16 +283,21 @@ class DataSet:
             numbers = list(range(start, start + size))
             total = indexed
         items = []
-        for n in self.records(numbers):
-            items.append(tile(n, self.recent[n]))
+        for n, rec in self.records(numbers):
+            items.append(tile(n, rec))
         classes = self.classes()
         return {"start": start, "items": items, "total": total, "indexed": indexed,
                 "done": done, "error": self.index.error, "classes": classes,
                 "colors": {k: list(v) for k, v in colors_for(classes).items()}}
 
-    def records(self, numbers: list[int]) -> list[int]:
-        """The numbers of those records that exist, each read into `recent`."""
-        return [n for n in numbers if self.get(n) is not None]
+    def records(self, numbers: list[int]) -> list[tuple[int, dict]]:
+        """(number, record) of those records that exist."""
+        found = ((n, self.get(n)) for n in numbers)
+        return [(n, rec) for n, rec in found if rec is not None]
+
+    def stale(self) -> bool:
+        """Whether the files it was read from changed since (e.g. a run finished into it)."""
+        return False
 
     def get(self, n: int) -> dict | None:
         if n in self.recent:
@@ -338,6 +343,7 @@ class ManifestSet(DataSet):
     def __init__(self, path: Path, root: Path):
         super().__init__(path, root)
         self.manifest = path / "manifest.jsonl"
+        self.version = _version(self.manifest)
         self.declared = self._declared_classes()
         threading.Thread(target=self._build_index, name=f"index {path}", daemon=True).start()
 
@@ -396,7 +402,7 @@ class ManifestSet(DataSet):
             return {"image": None, "error": f"line is not JSON: {line[:200]!r}"}
         return rec if isinstance(rec, dict) else None
 
-    def records(self, numbers: list[int]) -> list[int]:
+    def records(self, numbers: list[int]) -> list[tuple[int, dict]]:
         missing = [n for n in numbers if n not in self.recent and self.index.offset(n) is None]
         if missing and (max(missing) >= READ_AHEAD or self.index.done):
             numbers = [n for n in numbers if n not in missing]  # past the end, or not read yet
@@ -418,6 +424,10 @@ class ManifestSet(DataSet):
 
     def image_file(self, rec: dict) -> Path:
         return self.path / str(rec.get("image"))
+
+    def stale(self) -> bool:
+        # a run replaces manifest.jsonl whole (a new file): offsets into the old one are void
+        return _version(self.manifest) != self.version
 
     def info(self) -> dict[str, Any]:
         links = {name: name for name in ("recipe.yaml", "preview.png", "report.html",
@@ -535,6 +545,14 @@ def listed(path: Path) -> dict[str, Any]:
                     row = {"error": line[:300].decode("utf-8", "replace")}
                 rows.append(row if isinstance(row, dict) else {"error": str(row)[:300]})
     return {"total": total, "rows": rows}
+
+
+def _version(path: Path) -> tuple | None:
+    try:
+        st = path.stat()
+    except OSError:
+        return None
+    return st.st_ino, st.st_size, st.st_mtime_ns
 
 
 def _relative(path: Path | None, folder: Path) -> str | None:

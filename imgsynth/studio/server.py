@@ -26,6 +26,7 @@ import os
 import re
 import secrets
 import shutil
+import signal
 import sys
 import threading
 import traceback
@@ -110,6 +111,8 @@ class Studio:
         with self.lock:
             if not 0 <= item_id < len(self.items) or self.items[item_id]["kind"] in ("report", "recipe"):
                 raise InputError(f"no data set {item_id}")
+            if item_id in self.sets and self.sets[item_id].stale():
+                del self.sets[item_id]  # read again: the index thread of the old one ends by itself
             if item_id not in self.sets:
                 item = self.items[item_id]
                 self.sets[item_id] = open_set(Found(item["kind"], Path(item["path"])),
@@ -279,7 +282,8 @@ class Handler(BaseHTTPRequestHandler):
             fit = _fit(query, LABEL_FIT)
             found = self._recipe().file(int(match[1]), int(match[2]), match[3], fit)
             if found is None:
-                return self._plain(404, "no longer kept: render again")
+                return self._plain(404, "no such file (a sample without a mask, or a render no "
+                                        "longer kept: render again)")
             return self._send(found[0], found[1], cache=True)
         if match := re.fullmatch(r"/api/sets/(\d+)", path):
             data_set = studio.data_set(int(match[1]))
@@ -478,11 +482,17 @@ def serve(target: str | os.PathLike | None, port: int | None = None) -> None:
     server = bind(studio, port)
     print(f"imgsynth studio: open {server.url}\n(only this machine can connect; Ctrl-C stops it)",
           file=sys.stderr, flush=True)
+
+    def stop(signum, frame):  # SIGTERM as Ctrl-C: the scratch folder is removed
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, stop)
     try:
         server.serve_forever()
     except KeyboardInterrupt:
         print("imgsynth studio: stopped", file=sys.stderr)
     finally:
+        signal.signal(signal.SIGTERM, previous)
         server.server_close()
         if studio.recipe is not None:
             studio.recipe.close()

@@ -216,3 +216,15 @@ def test_the_first_page_of_100k_records_shows_in_under_a_second(studio, tmp_path
     assert everything["total"] == 100_000 and [i["id"] for i in everything["items"]] == list(range(99_991, 100_001))
     fish = page(client, "&class=fish&min_count=4")  # records with 4 labels include every class
     assert fish["total"] == 25_000
+
+
+def test_a_manifest_replaced_while_browsing_is_read_again(studio, tmp_path):
+    out = records_fixture(tmp_path)
+    client = studio(out)
+    assert page(client)["total"] == 5
+    lines = (out / "manifest.jsonl").read_text().splitlines()
+    (out / "manifest.new").write_text("\n".join(lines[3:]) + "\n")
+    os.replace(out / "manifest.new", out / "manifest.jsonl")  # as a run writes it: a new file
+    again = page(client)
+    assert again["total"] == 2 and [i["id"] for i in again["items"]] == [4, 5]
+    assert client.get_json("/api/sets/0/item/1")["record"]["id"] == 5
