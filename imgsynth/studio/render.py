@@ -364,7 +364,7 @@ class RecipeSession:
         if what == "labels":
             record = rendered.record
             return (labelled_image(rendered.image, (record["width"], record["height"]),
-                                   record["instances"], self.colors[generation], fit), "image/jpeg")
+                                   record["instances"], self.colors.get(generation, {}), fit), "image/jpeg")
         rel = rendered.record.get(what)
         if rel is None:
             return None

@@ -210,8 +210,7 @@ async function showRecipe() {
       el("div", { id: "warnings", class: "warnings", hidden: true }),
       el("div", { id: "grid", class: "grid" }))));
   $("#yaml").value = R.text;
-  if (R.last) applyAnswer(R.last, R.last.shownAt || 0);
-  render();
+  render();  // what was shown before comes back from the studio's cache
 }
 
 function showTab(name) {
@@ -299,7 +298,6 @@ async function applyAnswer(data, t0) {
   $("#status").textContent = `${plural(samples.length, "sample")} rendered in ${(timing.total_s || 0).toFixed(2)} s (${made})`;
   await Promise.all(loads);
   if (t0) {
-    data.shownAt = t0;
     $("#status").textContent += `; shown ${((performance.now() - t0) / 1000).toFixed(2)} s after the change`;
   }
   grid.dataset.shown = data.generation;
@@ -318,13 +316,19 @@ function sampleTile(sample, colors) {
   const img = el("img", { alt: `sample ${record.id}`, src: state.labels ? sample.labels : sample.image,
     "data-image": sample.image, "data-labels": sample.labels });
   const names = [...new Set(instances.map((inst) => inst.class))].sort();
-  figure.append(el("div", { class: "frame" }, img), el("figcaption", {},
+  figure.append(el("div", { class: "frame", style: frameShape(record.width, record.height) }, img), el("figcaption", {},
     el("div", { class: "count" }, `#${record.id}`, instances.length ? `  ${plural(instances.length, "object")}` : ""),
     el("div", {}, chips(names, colors)),
     record.label !== null && record.label !== undefined ? el("div", { class: "text" }, record.label) : null,
     record.text !== null && record.text !== undefined ? el("div", { class: "text" }, record.text) : null));
   figure.addEventListener("click", () => openSample(sample));
   return figure;
+}
+
+// A tile as wide as the column, as high as the image's shape asks (text lines stay low).
+function frameShape(width, height) {
+  if (!width || !height) return null;
+  return `aspect-ratio: ${Math.min(Math.max(width / height, 0.75), 6).toFixed(3)}`;
 }
 
 function toggleLabels(event) {
@@ -548,7 +552,7 @@ async function loadPage(id) {
 function setTile(id, item, page) {
   const src = `/api/sets/${id}/thumb/${item.n}?labels=${state.labels ? 1 : 0}&v=${page.classes.length}`;
   const figure = el("figure", { class: "tile", "data-n": item.n, "data-count": item.count },
-    el("div", { class: "frame" }, el("img", { src, alt: item.image || "", loading: "lazy" })),
+    el("div", { class: "frame", style: frameShape(item.width, item.height) }, el("img", { src, alt: item.image || "", loading: "lazy" })),
     el("figcaption", {},
       el("div", { class: "count" }, item.id !== undefined && item.id !== null ? `#${item.id}` : `${item.n + 1}`,
         item.count ? `  ${plural(item.count, "object")}` : ""),
