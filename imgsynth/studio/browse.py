@@ -14,6 +14,7 @@ resolving symlinks): a manifest or label file cannot make the studio show anothe
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 import os
@@ -147,7 +148,7 @@ def _is_imagefolder(folder: Path) -> bool:
     try:
         for child in folder.iterdir():
             if child.is_dir() and not child.name.startswith("."):
-                if any(is_image_file(p) for p in list(child.iterdir())[:50]):
+                if any(is_image_file(p) for p in itertools.islice(child.iterdir(), 50)):
                     return True
     except OSError:
         return False
@@ -245,7 +246,8 @@ class DataSet:
     def __init__(self, path: Path, root: Path):
         self.path, self.root = path, root
         self.index = LabelIndex()
-        self.recent: OrderedDict[int, dict] = OrderedDict()
+        self.recent: OrderedDict[int, dict] = OrderedDict()  # records read lately, by number
+        self.recent_lock = threading.Lock()  # requests run in threads
         self.declared: list[str] = []
 
     # -- for subclasses
@@ -258,10 +260,11 @@ class DataSet:
         return sorted(set(found) | set(self.declared))
 
     def remember(self, n: int, rec: dict) -> dict:
-        self.recent[n] = rec
-        self.recent.move_to_end(n)
-        while len(self.recent) > RECENT_RECORDS:
-            self.recent.popitem(last=False)
+        with self.recent_lock:
+            self.recent[n] = rec
+            self.recent.move_to_end(n)
+            while len(self.recent) > RECENT_RECORDS:
+                self.recent.popitem(last=False)
         return rec
 
     def page(self, start: int, size: int, classes: list[str], count: tuple[float, float],
@@ -300,9 +303,11 @@ class DataSet:
         return False
 
     def get(self, n: int) -> dict | None:
-        if n in self.recent:
-            self.recent.move_to_end(n)
-            return self.recent[n]
+        with self.recent_lock:
+            rec = self.recent.get(n)
+            if rec is not None:
+                self.recent.move_to_end(n)
+                return rec
         rec = self.record(n)
         return None if rec is None else self.remember(n, rec)
 
@@ -420,6 +425,7 @@ class ManifestSet(DataSet):
                             self.remember(k, rec if isinstance(rec, dict) else {})
                         if k >= max(wanted):
                             break
+            numbers = [n for n in numbers if n not in wanted or n <= k]  # not past the end
         return super().records(numbers)
 
     def image_file(self, rec: dict) -> Path:

@@ -46,14 +46,13 @@ from imgsynth.core.stage import SkipSample
 from imgsynth.engine.pipeline import Pipeline, one_torch_thread
 from imgsynth.io.image import decode_image_reduced, encode_image, is_image_file
 from imgsynth.io.readers import detect_format, read_dataset
-from imgsynth.io.writers.manifest import ManifestRecords
 from imgsynth.preview import class_colors, draw_boxes, fit_scale, overlay_masks
 from imgsynth.recipes.load import apply_overrides, dump_yaml
 from imgsynth.recipes.schema import OutputConfig, Recipe
 from imgsynth.run import FINALIZE_ONLY_KEYS, prepare
 from imgsynth.studio import recipe_text
 
-__all__ = ["ImgsynthError", "InputError", "ManifestRecords", "RecipeError", "RecipeSession",
+__all__ = ["ImgsynthError", "InputError", "RecipeError", "RecipeSession",
            "colors_for", "decode_image_reduced", "detect_format", "encode_image",
            "is_image_file", "labelled_image", "read_dataset", "safe_load"]
 
