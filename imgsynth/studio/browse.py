@@ -144,10 +144,10 @@ def classify(folder: Path) -> list[str]:
 
 
 def _is_imagefolder(folder: Path) -> bool:
-    """Class sub-folders of images."""
+    """Class sub-folders of images (an images/ folder is a data set's, not a class)."""
     try:
         for child in folder.iterdir():
-            if child.is_dir() and not child.name.startswith("."):
+            if child.is_dir() and not child.name.startswith(".") and child.name not in NOT_SCANNED:
                 if any(is_image_file(p) for p in itertools.islice(child.iterdir(), 50)):
                     return True
     except OSError:
@@ -245,6 +245,7 @@ class DataSet:
 
     def __init__(self, path: Path, root: Path):
         self.path, self.root = path, root
+        self.folder = path if path.is_dir() else path.parent  # what records' paths start from
         self.index = LabelIndex()
         self.recent: OrderedDict[int, dict] = OrderedDict()  # records read lately, by number
         self.recent_lock = threading.Lock()  # requests run in threads
@@ -333,9 +334,9 @@ class DataSet:
         path = self.image_file(rec)
         files = {"image": path}
         if rec.get("mask"):
-            files["mask"] = self.path / rec["mask"]
+            files["mask"] = self.folder / rec["mask"]
         if rec.get("label_file"):
-            files["label file"] = self.path / rec["label_file"]
+            files["label file"] = self.folder / rec["label_file"]
         links = {name: os.path.relpath(p, self.root) for name, p in files.items() if inside(p, self.root)}
         return {"n": n, "record": rec, "links": links}
 
@@ -429,7 +430,7 @@ class ManifestSet(DataSet):
         return super().records(numbers)
 
     def image_file(self, rec: dict) -> Path:
-        return self.path / str(rec.get("image"))
+        return self.folder / str(rec.get("image"))
 
     def stale(self) -> bool:
         # a run replaces manifest.jsonl whole (a new file): offsets into the old one are void
@@ -472,8 +473,8 @@ class ReaderSet(DataSet):
         entry = self.dataset.entries[i]
         size = entry.size
         return {
-            "id": i + 1, "index": i, "image": _relative(entry.image, self.path),
-            "label_file": _relative(entry.label_file, self.path) if entry.label_file else None,
+            "id": i + 1, "index": i, "image": _relative(entry.image, self.folder),
+            "label_file": _relative(entry.label_file, self.folder) if entry.label_file else None,
             "width": size[0] if size else None, "height": size[1] if size else None,
             "label": entry.label, "normalized": entry.normalized,
             "instances": [{"class": lab.class_name, "bbox_xyxy": [float(v) for v in lab.bbox_xyxy],
@@ -490,7 +491,7 @@ class ReaderSet(DataSet):
         return self._as_record(n)
 
     def image_file(self, rec: dict) -> Path:
-        return self.path / str(rec.get("image"))
+        return self.folder / str(rec.get("image"))
 
     def info(self) -> dict[str, Any]:
         issues = dict(self.dataset.issues) if self.dataset is not None else {}

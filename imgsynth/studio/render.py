@@ -188,10 +188,11 @@ class RecipeSession:
         self._scratch = Path(tempfile.mkdtemp(prefix="imgsynth-studio-"))
 
     def close(self) -> None:
-        self.encoder.shutdown(wait=True)
-        for part in self.builds.values():
-            _close(part)
-        self.builds.clear()
+        with self.lock:  # after a render in flight
+            self.encoder.shutdown(wait=True)
+            for part in self.builds.values():
+                _close(part)
+            self.builds.clear()
         for leftover in self._scratch.iterdir():
             leftover.unlink()
         self._scratch.rmdir()

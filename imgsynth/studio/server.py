@@ -81,10 +81,12 @@ class Studio:
             if path.suffix.lower() not in (".json", ".yaml", ".yml"):
                 raise InputError("not a recipe or a data set", file=str(path),
                                  fix="give a recipe .yaml, a folder, a COCO .json or a YOLO data.yaml")
-            path = path.parent
+            # its folder is opened; a COCO file of any name is one of its data sets
+            also = [Found("coco", Path(os.path.realpath(path)))] if path.suffix.lower() == ".json" else []
+            return {"opened": "folder", "root": self.add_root(path.parent, also)}
         return {"opened": "folder", "root": self.add_root(path)}
 
-    def add_root(self, folder: Path) -> int:
+    def add_root(self, folder: Path, also: list[Found] = ()) -> int:
         real = Path(os.path.realpath(folder))
         with self.lock:
             if real in self.roots:
@@ -92,6 +94,7 @@ class Studio:
             self.roots.append(real)
             root_id = len(self.roots) - 1
         found = scan(real)
+        found += [item for item in also if all(f.path != item.path for f in found)]
         with self.lock:
             for item in found:
                 self.items.append(self._describe(item, root_id, folder))

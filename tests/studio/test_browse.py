@@ -228,3 +228,27 @@ def test_a_manifest_replaced_while_browsing_is_read_again(studio, tmp_path):
     again = page(client)
     assert again["total"] == 2 and [i["id"] for i in again["items"]] == [4, 5]
     assert client.get_json("/api/sets/0/item/1")["record"]["id"] == 5
+
+
+def test_a_coco_file_of_any_name_is_opened_as_a_data_set(studio, tmp_path):
+    coco = make_coco_dataset(tmp_path / "coco", n_images=2)
+    (coco / "annotations.json").rename(coco / "instances_val.json")
+    client = studio(coco / "instances_val.json")
+    [item] = client.get_json("/api/state")["items"]
+    assert (item["kind"], item["rel"]) == ("coco", "instances_val.json")
+    first = page(client)
+    assert first["total"] == 2 and first["items"][0]["image"] == "images/img000.png"
+    status, headers, _ = client.get("/api/sets/0/thumb/0")
+    assert status == 200 and headers["Content-Type"] == "image/jpeg"
+    assert client.get_json("/api/sets/0/item/0")["links"]["image"] == "/files/0/images/img000.png"
+
+
+def test_an_imagefolder_set_filters_by_its_class_labels(studio, tmp_path):
+    for name, n in (("cat", 2), ("dog", 3)):
+        (tmp_path / "pets" / name).mkdir(parents=True)
+        for k in range(n):
+            (tmp_path / "pets" / name / f"{k}.png").write_bytes(encode_image(np.zeros((8, 8, 3), np.uint8), "png"))
+    client = studio(tmp_path / "pets")
+    assert [i["kind"] for i in client.get_json("/api/state")["items"]] == ["imagefolder"]
+    assert [i["label"] for i in page(client)["items"]] == ["cat"] * 2 + ["dog"] * 3
+    assert [i["label"] for i in page(client, "&class=dog")["items"]] == ["dog"] * 3
