@@ -252,3 +252,19 @@ def test_an_imagefolder_set_filters_by_its_class_labels(studio, tmp_path):
     assert [i["kind"] for i in client.get_json("/api/state")["items"]] == ["imagefolder"]
     assert [i["label"] for i in page(client)["items"]] == ["cat"] * 2 + ["dog"] * 3
     assert [i["label"] for i in page(client, "&class=dog")["items"]] == ["dog"] * 3
+
+
+def test_a_voc_set_is_read(studio, tmp_path):
+    voc = tmp_path / "voc"
+    (voc / "Annotations").mkdir(parents=True)
+    (voc / "JPEGImages").mkdir()
+    (voc / "JPEGImages" / "a.jpg").write_bytes(encode_image(np.zeros((40, 60, 3), np.uint8), "jpg"))
+    (voc / "Annotations" / "a.xml").write_text(
+        "<annotation><filename>a.jpg</filename><size><width>60</width><height>40</height></size>"
+        "<object><name>boat</name><bndbox><xmin>1</xmin><ymin>1</ymin><xmax>30</xmax><ymax>20</ymax>"
+        "</bndbox></object></annotation>")
+    client = studio(voc)
+    [item] = page(client)["items"]
+    assert item["classes"] == ["boat"] and item["image"] == "JPEGImages/a.jpg"
+    assert page(client, "&min_size=24&max_size=26")["total"] == 1  # 30x20 of 60x40: 25%
+    assert client.get("/api/sets/0/thumb/0")[1]["Content-Type"] == "image/jpeg"
