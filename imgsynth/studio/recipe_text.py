@@ -108,7 +108,7 @@ def set_flags(before: Any, after: Any, path: str = "") -> tuple[list[str], bool]
             and path and all(isinstance(item, dict) for item in before + after)):
         # item by item only for lists of mappings (transforms); [4, 4] is set whole
         flags, complete = [], True
-        for i, (old, new) in enumerate(zip(before, after)):
+        for i, (old, new) in enumerate(zip(before, after, strict=True)):
             if _differ(old, new):
                 more, done = set_flags(old, new, f"{path}.{i}")
                 flags += more

@@ -350,7 +350,9 @@ class Handler(BaseHTTPRequestHandler):
         if not re.fullmatch(r"[\w-]+\.(js|css|svg|png)", name) or not (STATIC / name).is_file():
             return self._plain(404, "not found")
         kind = mimetypes.guess_type(name)[0] or "application/octet-stream"
-        return self._send((STATIC / name).read_bytes(), kind + ("; charset=utf-8" if kind.startswith(("text", "application/javascript")) else ""))
+        if kind.startswith(("text/", "application/javascript")):
+            kind += "; charset=utf-8"
+        return self._send((STATIC / name).read_bytes(), kind)
 
     def _file(self, root_id: int, rel: str) -> None:
         path = self.server.studio.file_path(root_id, rel)

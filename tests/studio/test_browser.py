@@ -149,7 +149,7 @@ def test_save_asks_before_replacing_and_the_saved_recipe_runs_to_what_was_shown(
     out = tmp_path / "out"
     run_recipe(recipe, out, count=3, overrides=NO_LABEL_FILES, quiet=True)
     records = [json.loads(line) for line in (out / "manifest.jsonl").read_text().splitlines()]
-    for (image_url, count), record in zip(shown, records):
+    for (image_url, count), record in zip(shown, records, strict=True):
         status, _, body = client.get(path_of(image_url))
         assert body == (out / record["image"]).read_bytes() and count == len(record["instances"])
 
