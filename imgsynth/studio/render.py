@@ -190,9 +190,7 @@ class RecipeSession:
     def close(self) -> None:
         with self.lock:  # after a render in flight
             self.encoder.shutdown(wait=True)
-            for part in self.builds.values():
-                _close(part)
-            self.builds.clear()
+            self._forget()
         for leftover in self._scratch.iterdir():
             leftover.unlink()
         self._scratch.rmdir()
@@ -219,11 +217,20 @@ class RecipeSession:
     # -- rendering -----------------------------------------------------------------------
 
     def render(self, text: str, *, edit: tuple[str, str] | None = None, part: str | None = None,
-               start: int = 0, count: int = DEFAULT_COUNT) -> dict[str, Any]:
+               start: int = 0, count: int = DEFAULT_COUNT, reload: bool = False) -> dict[str, Any]:
         """Apply an optional form edit (key, value as typed) to the text, validate it and
-        render samples start..start+count-1 of the chosen part. Returns what the page shows."""
+        render samples start..start+count-1 of the chosen part. Returns what the page shows.
+        `reload`: forget built parts and samples first (input files changed on disk)."""
         with self.lock, one_torch_thread():  # one at a time: built parts are not thread-safe
+            if reload:
+                self._forget()
             return self._answer(text, edit, part, start, count)
+
+    def _forget(self) -> None:
+        for part in self.builds.values():
+            _close(part)
+        self.builds.clear()
+        self.samples = BoundedCache(CACHE_BYTES)
 
     def _answer(self, text: str, edit, part, start: int, count: int) -> dict[str, Any]:
         t0 = time.perf_counter()

@@ -330,7 +330,8 @@ class Handler(BaseHTTPRequestHandler):
                 edit = (str(edit["key"]), str(edit["value"]))
             return self._json(self._recipe().render(
                 str(body.get("text", "")), edit=edit, part=body.get("part"),
-                start=int(body.get("start", 0)), count=int(body.get("count", 12))))
+                start=int(body.get("start", 0)), count=int(body.get("count", 12)),
+                reload=body.get("reload") is True))
         if path == "/api/recipe/save":
             recipe = self._recipe()
             saved = recipe.save(str(body.get("text", "")), body.get("name") or None,

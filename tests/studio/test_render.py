@@ -218,3 +218,26 @@ def test_the_text_on_disk_is_never_written_by_rendering(tmp_path):
     assert recipe.read_bytes() == before
     assert sorted(p.name for p in Path(tmp_path).iterdir()) == ["compose.yaml"]
     session.close()
+
+
+def test_reload_reads_changed_input_files_again(tmp_path):
+    import shutil
+
+    from tests.studio.conftest import REPO
+
+    backgrounds = tmp_path / "backgrounds"
+    shutil.copytree(REPO / "sample_assets" / "backgrounds", backgrounds)
+    recipe = local_recipe("compose.yaml", tmp_path)
+    recipe.write_text(recipe.read_text().replace(f"{REPO}/sample_assets/backgrounds", str(backgrounds)))
+    session = RecipeSession(recipe)
+    before = session.render(session.baseline, count=2)
+    for image in backgrounds.iterdir():  # every background replaced by another picture
+        if image.name != "sky_640x480.jpg":
+            image.unlink()
+    kept = session.render(session.baseline, count=2)
+    assert kept["timing"]["files_reused"] == 2  # what was read stays until asked
+    fresh = session.render(session.baseline, count=2, reload=True)
+    assert fresh["timing"]["built"] == 2 and fresh["timing"]["made"] == 2
+    assert all("sky_640x480.jpg" in s["record"]["meta"]["compose"]["background"] for s in fresh["samples"])
+    assert before["samples"][0]["record"] != fresh["samples"][0]["record"]
+    session.close()

@@ -199,6 +199,8 @@ async function showRecipe() {
           ...[4, 8, 12, 24, 48].map((n) => el("option", { value: n, selected: n === R.count }, `${n} samples`))),
         el("span", { class: "sep" }),
         el("button", { id: "seed", title: "Set the recipe's seed to a new random value", onclick: newSeed }, "New seed"),
+        el("button", { id: "reload", title: "Read the recipe's input files again (after changing them on disk)",
+          onclick: () => render(null, true) }, "Reload files"),
         el("label", {}, el("input", { id: "labels", type: "checkbox", checked: state.labels, onchange: toggleLabels }), " labels"),
         el("span", { class: "sep" }),
         el("button", { id: "copy-set", title: "The imgsynth run command with --set for each change", onclick: copySet }, "Copy as --set"),
@@ -239,19 +241,20 @@ function newSeed() {
 }
 
 // Renders run one after another: an edit is applied to the text the previous one returned.
-function render(edit = null) {
+function render(edit = null, reload = false) {
   const R = state.recipe;
-  R.chain = R.chain.then(() => renderNow(edit)).catch((error) => toast(String(error.message || error)));
+  R.chain = R.chain.then(() => renderNow(edit, reload)).catch((error) => toast(String(error.message || error)));
   return R.chain;
 }
 
-async function renderNow(edit) {
+async function renderNow(edit, reload = false) {
   const R = state.recipe;
   const sent = R.text;
   const t0 = performance.now();
   $("#status") && ($("#status").textContent = "rendering…");
   const body = { text: sent, part: R.part, start: R.start, count: R.count };
   if (edit) body.edit = edit;
+  if (reload) body.reload = true;
   const { status, data } = await postJSON("/api/recipe/render", body);
   if (status !== 200) throw new Error(data.error || `render failed (${status})`);
   if (R.text === sent) R.text = data.text;  // a form edit changed the text
