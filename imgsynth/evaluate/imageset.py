@@ -13,7 +13,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from imgsynth.core.errors import InputError
-from imgsynth.io.image import IMAGE_SUFFIXES, is_image_file
+from imgsynth.io.folders import image_files
+from imgsynth.io.image import IMAGE_SUFFIXES
 
 MANIFEST = "manifest.jsonl"
 
@@ -49,8 +50,8 @@ def open_image_set(path: str | Path, role: str = "images") -> ImageSet:
     if (root / MANIFEST).is_file():
         image_set = read_manifest_set(root)
     else:
-        files = sorted(p for p in root.rglob("*") if p.is_file() and is_image_file(p)
-                       and not any(part.startswith(".") for part in p.relative_to(root).parts))
+        files = [p for p in image_files(root)
+                 if not any(part.startswith(".") for part in p.relative_to(root).parts)]
         image_set = ImageSet(root, files)
         parents = {p.parent for p in files}
         if files and all(p.parent.parent == root for p in files) and len(parents) > 1:

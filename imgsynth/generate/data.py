@@ -19,7 +19,8 @@ from imgsynth.core.boxes import clip_xyxy, xywh_to_xyxy
 from imgsynth.core.errors import InputError, RecipeError
 from imgsynth.core.rng import run_rng
 from imgsynth.generate.config import TrainDataConfig
-from imgsynth.io.image import decode_image, is_image_file
+from imgsynth.io.folders import image_files
+from imgsynth.io.image import decode_image
 
 DIGITS_CLASSES = [str(d) for d in range(10)]
 
@@ -70,7 +71,7 @@ def folder_files(root: Path) -> list[Path]:
     if not root.is_dir():
         raise InputError("image folder not found", file=str(root),
                          fix="set data.path to an existing folder of images")
-    return sorted(p for p in root.rglob("*") if p.is_file() and is_image_file(p))
+    return image_files(root)
 
 
 def imagefolder_files(root: Path, classes: list[str] | None) -> tuple[list[Path], list[int], list[str]]:
