@@ -68,10 +68,13 @@ def _no_error_records(out: Path) -> bool:
 
 # ------------------------------------------------------------- environment faults
 
+@pytest.mark.parametrize("code, name", [(errno.ENOSPC, "ENOSPC"), (errno.EROFS, "EROFS"),
+                                        (errno.EIO, "EIO"), (errno.EDQUOT, "EDQUOT")])
 def test_full_disk_under_on_error_skip_stops_the_run_and_resume_loses_nothing(tmp_path, coco_dataset,
-                                                                               monkeypatch):
+                                                                               monkeypatch, code, name):
     """Before: each failed image write was a per-sample error under on_error: skip, and the
-    resume exited 0 with those samples missing for good."""
+    resume exited 0 with those samples missing for good. The same for a folder turned
+    read-only, an I/O error or a quota."""
     recipe = _recipe(tmp_path, coco_dataset, "on_error: skip\n")
     reference = tmp_path / "reference"
     run_recipe(recipe, reference, quiet=True)
@@ -83,13 +86,13 @@ def test_full_disk_under_on_error_skip_stops_the_run_and_resume_loses_nothing(tm
     def write_until_full(self, rel, data):
         calls["n"] += 1
         if calls["n"] > 7:
-            raise OSError(errno.ENOSPC, "No space left on device", str(self.local_path / rel))
+            raise OSError(code, os.strerror(code), str(self.local_path / rel))
         real_write(self, rel, data)
 
     monkeypatch.setattr(LocalStore, "write_bytes", write_until_full)
     with pytest.raises(EnvironmentFault) as caught:
         run_recipe(recipe, out, quiet=True)
-    assert caught.value.exit_code == 1 and "ENOSPC" in str(caught.value)
+    assert caught.value.exit_code == 1 and f"({name})" in str(caught.value)
     assert _no_error_records(out)
 
     monkeypatch.setattr(LocalStore, "write_bytes", real_write)
@@ -153,6 +156,34 @@ def test_a_full_disk_while_writing_labels_is_a_resumable_exit_1(tmp_path, coco_d
     assert result.exit_code == 1, result.output
     assert "ENOSPC" in result.output and "--resume" in result.output
     assert "Traceback" not in result.output
+
+
+def test_an_interrupt_while_writing_labels_leaves_a_folder_resume_completes(tmp_path, coco_dataset,
+                                                                            monkeypatch):
+    """Ctrl-C or SIGTERM (the CLI raises it as an interrupt) in the middle of finalize: the
+    label file being written stays a temporary, and --resume writes the same tree as an
+    uninterrupted run."""
+    import imgsynth.io.writers.yolo as yolo
+
+    recipe = _recipe(tmp_path, coco_dataset)
+    run_recipe(recipe, tmp_path / "reference", quiet=True)
+    real = yolo.atomic_write_text
+    calls = {"n": 0}
+
+    def interrupted(path, text):
+        calls["n"] += 1
+        if calls["n"] == 5:
+            raise KeyboardInterrupt
+        real(path, text)
+
+    monkeypatch.setattr(yolo, "atomic_write_text", interrupted)
+    out = tmp_path / "out"
+    with pytest.raises(KeyboardInterrupt):
+        run_recipe(recipe, out, quiet=True)
+    assert not (out / LOCK_NAME).exists() and not (out / "data.yaml").exists()
+    monkeypatch.setattr(yolo, "atomic_write_text", real)
+    run_recipe(recipe, out, resume=True, quiet=True)
+    assert tree_hashes(out) == tree_hashes(tmp_path / "reference")
 
 
 # ------------------------------------------------------------- one run per folder
