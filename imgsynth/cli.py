@@ -140,6 +140,85 @@ def info() -> None:
 
 
 @app.command()
+def init(directory: Annotated[Path, typer.Argument(help="Folder to make (or fill).")] = Path("."),
+         force: Annotated[bool, typer.Option(help="Overwrite starter files that differ.")] = False) -> None:
+    """Write the starter recipes and the sample assets they read into a folder."""
+    import importlib.util
+
+    from imgsynth.starter import write_starter
+
+    try:
+        written, same = write_starter(directory, force=force)
+    except ImgsynthError as err:
+        _fail(err)
+    kept = f" ({len(same)} already there, unchanged)" if same else ""
+    print(f"wrote {len(written)} files to {directory}: recipes/, sample_assets/{kept}", file=sys.stderr)
+    print(f"next: cd {directory} && imgsynth run recipes/quickstart.yaml --out out/qs", file=sys.stderr)
+    if importlib.util.find_spec("trdg") is None:
+        from imgsynth.ocr.trdg_compat import TRDG_INSTALL
+
+        print(f"note: the quickstart's text part needs trdg: {TRDG_INSTALL}", file=sys.stderr)
+
+
+models_app = typer.Typer(no_args_is_help=True, help="Model weights: what is here, and fetching them with checksums.")
+app.add_typer(models_app, name="models")
+
+
+@models_app.command("list")
+def models_list() -> None:
+    """The model files imgsynth uses, where each is looked for, and which are present."""
+    from imgsynth.models import inventory
+
+    for name, state, where in inventory():
+        print(f"{name:<20} {state}\n{'':<20} {where}")
+
+
+@models_app.command("fetch")
+def models_fetch(
+        names: Annotated[list[str], typer.Argument(help="inception, torchvision:<arch>, a hub id <owner>/<name>, or a recipe (its hub models at their revisions).")],
+        revision: Annotated[Optional[str], typer.Option(help="Hub revision (branch, tag or commit) for a hub id.")] = None,
+        dir_: Annotated[Optional[Path], typer.Option("--dir", help="Put the files in this folder instead of where imgsynth looks by default (a hub model becomes a plain diffusers folder).")] = None,
+        force: Annotated[bool, typer.Option(help="Fetch a file again even if it is present.")] = False) -> None:
+    """Download model weights, check their checksums, and put them where imgsynth looks."""
+    from imgsynth.core.errors import RecipeError
+    from imgsynth.models import HubModel, WeightsFile, fetch_file, fetch_hub_model, resolve
+
+    try:
+        for name in names:
+            found = resolve(name)
+            if revision is not None and not isinstance(found, HubModel):
+                raise RecipeError(f"--revision is for a hub id, not '{name}'",
+                                  fix="drop --revision (a recipe pins each model's revision itself)")
+            if isinstance(found, WeightsFile):
+                spec = found.in_folder(dir_) if dir_ is not None else found
+                path, what = fetch_file(spec, force=force, progress=_download_progress(spec.name))
+                print(f"{spec.name}: {path} ({what})", file=sys.stderr)
+                continue
+            for model in found if isinstance(found, list) else [HubModel(found.repo_id, revision)]:
+                path, what = fetch_hub_model(model, dir_)
+                print(f"{model.repo_id}: {path} ({what})", file=sys.stderr)
+    except ImgsynthError as err:
+        _fail(err)
+
+
+def _download_progress(name: str):
+    """Percent done on one terminal line (nothing when stderr is not a terminal)."""
+    if not sys.stderr.isatty():
+        return None
+    shown = [-1]
+
+    def show(done: int, total: Optional[int]) -> None:
+        percent = done * 100 // total if total else -1
+        if percent != shown[0]:
+            shown[0] = percent
+            size = f"{done / 1e6:.1f}" + (f" of {total / 1e6:.1f} MB ({percent}%)" if total else " MB")
+            print(f"\r{name}: {size}", end="", file=sys.stderr, flush=True)
+            if total and done >= total:
+                print(file=sys.stderr)
+    return show
+
+
+@app.command()
 def reference() -> None:
     """Print the annotated reference of every recipe key (generated from the schema)."""
     from imgsynth.recipes.reference import render_reference

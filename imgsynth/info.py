@@ -2,27 +2,34 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import platform
-from pathlib import Path
 
 from imgsynth import __version__
 from imgsynth.core.versions import RECORDED_PACKAGES, package_versions
+from imgsynth.models import inventory
+from imgsynth.ocr.trdg_compat import TRDG_INSTALL
 
 EXTRA_PACKAGES = ("transformers", "torchmetrics", "ray", "scikit-learn", "scipy", "lmdb",
                   "fonttools", "pycocotools", "typer", "rich", "pyyaml")
 
 
-def weight_locations() -> dict[str, str]:
-    torch_home = Path(os.environ.get("TORCH_HOME", Path.home() / ".cache" / "torch"))
-    hf_home = Path(os.environ.get("HF_HOME", Path.home() / ".cache" / "huggingface"))
-    return {
-        "Inception for FID/IS/KID": str(torch_home / "hub" / "checkpoints" /
-                                        "weights-inception-2015-12-05-6726825d.pth"),
-        "Hugging Face hub cache (diffusers models)": str(Path(os.environ.get("HF_HUB_CACHE", hf_home / "hub"))),
-        "HF_HUB_OFFLINE": os.environ.get("HF_HUB_OFFLINE", "(unset: imgsynth still loads local files only "
-                                         "unless a recipe sets allow_download: true)"),
-    }
+def model_files() -> list[str]:
+    """Each kind of model file: whether it is here, where it is looked for, how to fetch it."""
+    lines = []
+    for name, state, where in inventory():
+        lines += [f"  {name:<20} {state}", f"  {'':<20} {where}"]
+    offline = os.environ.get("HF_HUB_OFFLINE")
+    lines.append(f"  HF_HUB_OFFLINE       {offline if offline is not None else '(unset: imgsynth still loads local files only unless a recipe sets allow_download: true)'}")
+    return lines
+
+
+def missing_parts() -> list[str]:
+    """What to run for a part that cannot work as installed."""
+    if importlib.util.find_spec("trdg") is None:
+        return [f"  OCR (ocr, scene_text sources): trdg is not installed: {TRDG_INSTALL}"]
+    return []
 
 
 def devices() -> list[str]:
@@ -46,6 +53,9 @@ def describe() -> str:
              **package_versions(RECORDED_PACKAGES + EXTRA_PACKAGES, "(not installed)")}
     lines += [f"  {name:<24} {version}" for name, version in found.items()]
     lines += ["", "devices:"] + [f"  {d}" for d in devices()]
-    lines += ["", "model weights are looked for in:"]
-    lines += [f"  {k}: {v}" for k, v in weight_locations().items()]
+    lines += ["", "model weights (imgsynth models fetch NAME gets one, with its checksum):"]
+    lines += model_files()
+    missing = missing_parts()
+    if missing:
+        lines += ["", "not ready:"] + missing
     return "\n".join(lines)

@@ -157,7 +157,8 @@ def missing_inception_error(path: Path | None) -> MissingModelError:
     return MissingModelError(
         f"the FID Inception weights are needed and {where}; nothing is downloaded at run time",
         file=str(path or target),
-        fix=(f"place {INCEPTION_FILE} (sha256 {INCEPTION_SHA256}, from {INCEPTION_URL}) at "
+        fix=(f"run `imgsynth models fetch inception` (it checks the sha256); without internet "
+             f"here, place {INCEPTION_FILE} (sha256 {INCEPTION_SHA256}, from {INCEPTION_URL}) at "
              f"{target} (set TORCH_HOME to move it) or pass --weights PATH; or use "
              f"--extractor builtin for a quick, non-comparable check"))
 
@@ -229,7 +230,8 @@ class TorchvisionExtractor(FeatureExtractor):
             if not path.is_file() and not allow_download:
                 raise MissingModelError(
                     f"weights for torchvision '{arch}' not found", file=str(path),
-                    fix=f"place {path.name} ({default.url}) there or pass --weights PATH")
+                    fix=f"run `imgsynth models fetch torchvision:{arch}`; without internet here, "
+                        f"place {path.name} ({default.url}) there or pass --weights PATH")
         if not path.is_file():
             raise MissingModelError("weights file not found", file=str(path),
                                     fix="pass an existing state_dict file with --weights")

@@ -107,22 +107,28 @@ def model_config_sha256(folder: Path) -> str:
     return digest.hexdigest()
 
 
-def _fetch_fix(model: str, allow_download: bool = False) -> str:
-    """How to get the files: for a folder, where to put them; for a hub id, the hf command."""
+def _fetch_fix(model: str, allow_download: bool = False, revision: str | None = None) -> str:
+    """How to get the files: for a folder, where to put them; for a hub id, the fetch command
+    (and, for a machine without internet, what to copy where)."""
     if not reads_as_hub_id(model):
         folder = Path(model).expanduser().absolute()
         return (f"put a complete diffusers checkpoint (the folder holding model_index.json, unet/, "
-                f"vae/, text_encoder/, tokenizer/, scheduler/) at {folder}, e.g. on a machine with "
-                f"internet `hf download stable-diffusion-v1-5/stable-diffusion-v1-5 --local-dir {model}` "
-                "and copy the folder here (relative paths start from the folder imgsynth runs in)")
+                f"vae/, text_encoder/, tokenizer/, scheduler/) at {folder}, e.g. "
+                f"`imgsynth models fetch stable-diffusion-v1-5/stable-diffusion-v1-5 --dir {model}` "
+                f"(or on a machine with internet `hf download stable-diffusion-v1-5/stable-diffusion-v1-5 "
+                f"--local-dir {model}`, then copy the folder here; relative paths start from the "
+                "folder imgsynth runs in)")
     from huggingface_hub.constants import HF_HUB_CACHE
 
     local = f"models/{model.split('/')[-1]}"
-    return (f"on a machine with internet run `hf download {model} --local-dir {local}` "
-            f"(older huggingface_hub: `huggingface-cli download ...`), copy {local} here and set "
-            f"model: {local}; or fill the hub cache ({HF_HUB_CACHE}, moved by HF_HOME/HF_HUB_CACHE) "
-            f"with `hf download {model}`" + ("; or set allow_download: true" if not allow_download
-                                             else "; or unset HF_HUB_OFFLINE" if hub_offline() else ""))
+    pin = f" --revision {revision}" if revision else ""
+    return (f"run `imgsynth models fetch {model}{pin}` (into the hub cache {HF_HUB_CACHE}, moved by "
+            f"HF_HOME/HF_HUB_CACHE; it checks the files' checksums); without internet here, on a "
+            f"machine with internet run `imgsynth models fetch {model}{pin} --dir {local}` or "
+            f"`hf download {model}{pin} --local-dir {local}` (older huggingface_hub: "
+            f"`huggingface-cli download ...`), copy {local} here and set model: {local}"
+            + ("; or set allow_download: true" if not allow_download
+               else "; or unset HF_HUB_OFFLINE" if hub_offline() else ""))
 
 
 def _why_not_fetched(allow_download: bool, exc: Exception) -> str:
@@ -164,7 +170,7 @@ def resolve_model(model: str, revision: str | None, allow_download: bool, *, key
         raise MissingModelError(
             f"hub model '{model}' is not in the local Hugging Face cache ({why}), "
             f"and there is no folder {folder.absolute()}", key=key,
-            fix=f"{_fetch_fix(model, allow_download)}. Meant as a folder: put the checkpoint at "
+            fix=f"{_fetch_fix(model, allow_download, revision)}. Meant as a folder: put the checkpoint at "
             f"{folder.absolute()}") from None
     if not (folder / "model_index.json").is_file():
         raise MissingModelError(f"hub model '{model}' has no model_index.json: not a diffusers pipeline",
@@ -227,7 +233,7 @@ def _load_pipeline(ref: ModelRef, device: str, dtype: str, options: PipelineOpti
             ref.folder, dtype=getattr(torch, dtype), local_files_only=True, **extra)
     except (OSError, ValueError) as exc:
         raise MissingModelError(f"cannot load model '{ref.name}' from {ref.folder}: {exc}",
-                                key=f"{key}.model", fix=f"the folder is incomplete or damaged; {_fetch_fix(ref.name)}") from None
+                                key=f"{key}.model", fix=f"the folder is incomplete or damaged; {_fetch_fix(ref.name, revision=ref.revision)}") from None
     pipe.set_progress_bar_config(disable=True)  # the engine shows progress over images
     if options.channels_last:
         pipe.unet.to(memory_format=torch.channels_last)

@@ -21,8 +21,14 @@ import functools
 import io
 import types
 
+from imgsynth.core.errors import InputError
+
 _installed = False
 _cached = False
+
+# trdg 1.8.0 pins versions that would replace Pillow and OpenCV, so it is installed without
+# them; the modules it imports come with imgsynth's `ocr` extra.
+TRDG_INSTALL = "pip install 'imgsynth[ocr]' && pip install --no-deps trdg==1.8.0"
 
 
 def text_height(image_font, text: str) -> int:
@@ -38,8 +44,15 @@ def install() -> None:
     global _installed
     if _installed:
         return
-    with contextlib.redirect_stdout(io.StringIO()):
-        import trdg.data_generator  # noqa: F401 - prints the handwritten message
+    try:
+        with contextlib.redirect_stdout(io.StringIO()):
+            import trdg.data_generator  # noqa: F401 - prints the handwritten message
+        import fontTools  # noqa: F401 - the OCR sources read fonts with it
+    except ModuleNotFoundError as exc:
+        what = "trdg is not installed" if (exc.name or "").split(".")[0] == "trdg" else (
+            f"the module '{exc.name}' (of the OCR extra) is not installed")
+        raise InputError(f"text rendering needs trdg 1.8.0 and the OCR extra's modules: {what}",
+                         fix=TRDG_INSTALL) from None
     import trdg.computer_text_generator
     import trdg.utils
 
