@@ -129,8 +129,8 @@ def fetch_file(spec: WeightsFile, *, force: bool = False, progress: Progress | N
     digest = file_sha256(spec.partial)
     if spec.sha256 and not digest.startswith(spec.sha256):
         spec.partial.unlink()
-        raise RunError(f"the downloaded file's sha256 is {digest}, not {spec.sha256}: it was "
-                       f"deleted and nothing was placed at {spec.path}", file=spec.url,
+        raise RunError(f"the file downloaded from {spec.url} has sha256 {digest}, not {spec.sha256}: "
+                       f"it was deleted and nothing was placed at {spec.path}",
                        fix=f"run the same command again later, or {copy_instructions(spec)}")
     os.replace(spec.partial, spec.path)
     what = f"fetched {spec.path.stat().st_size:,} bytes" + (f" (resumed at {resumed:,})" if resumed else "")
@@ -187,15 +187,15 @@ def _reason(exc: BaseException) -> str:
 
 
 def _not_fetched(spec: WeightsFile, why: str) -> RunError:
-    return RunError(f"could not download {spec.name}: {why}; nothing was placed at {spec.path}",
-                    file=spec.url, fix=copy_instructions(spec))
+    return RunError(f"could not download {spec.name} from {spec.url}: {why}; nothing was placed "
+                    f"at {spec.path}", fix=copy_instructions(spec))
 
 
 def _interrupted(spec: WeightsFile, have: int, total: int | None, why: str) -> RunError:
     of = f" of {total:,}" if total else ""
-    return RunError(f"the download of {spec.name} stopped after {have:,}{of} bytes ({why}); "
-                    f"they are kept in {spec.partial}, nothing was placed at {spec.path}",
-                    file=spec.url, fix=f"run the same command again: it asks for the remaining bytes "
+    return RunError(f"the download of {spec.name} from {spec.url} stopped after {have:,}{of} bytes "
+                    f"({why}); they are kept in {spec.partial}, nothing was placed at {spec.path}",
+                    fix=f"run the same command again: it asks for the remaining bytes "
                     f"only. Without internet here: {copy_instructions(spec)}")
 
 
