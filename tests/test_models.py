@@ -329,3 +329,18 @@ def test_a_missing_diffusion_model_names_the_fetch_command_with_its_revision(tmp
     with pytest.raises(MissingModelError) as error:
         resolve_model(str(tmp_path / "models" / "sd15"), None, False, key="source.model")
     assert f"--dir {tmp_path / 'models' / 'sd15'}" in str(error.value)
+
+
+def test_a_hub_model_that_cannot_be_checked_says_so(hub, monkeypatch):
+    import huggingface_hub
+
+    class ConnectError(Exception):  # the hub client's HTTP library's own type, not an OSError
+        pass
+
+    def unreachable(self, repo_id, **kwargs):
+        raise ConnectError("[Errno 111] Connection refused")
+
+    monkeypatch.setattr(huggingface_hub.HfApi, "verify_repo_checksums", unreachable)
+    result = _fetch("stabilityai/sd-turbo")
+    assert result.exit_code == 0, result.output
+    assert "files not checked (ConnectError: [Errno 111] Connection refused)" in " ".join(result.output.split())

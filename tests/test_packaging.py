@@ -62,14 +62,15 @@ def _build(tmp_path: Path) -> tuple[Path, Path]:
     dist = tmp_path / "dist"
     sdist = dist / _run([sys.executable, "-c", BUILD_HOOK, "build_sdist", dist], src).stdout.split()[-1]
     with tarfile.open(sdist) as archive:
-        archive.extractall(tmp_path / "unpacked", filter="data")
+        safe = {"filter": "data"} if hasattr(tarfile, "data_filter") else {}
+        archive.extractall(tmp_path / "unpacked", **safe)
     unpacked = tmp_path / "unpacked" / sdist.name.removesuffix(".tar.gz")
     wheel = dist / _run([sys.executable, "-c", BUILD_HOOK, "build_wheel", dist], unpacked).stdout.split()[-1]
     return sdist, wheel
 
 
 def _project() -> dict:
-    import tomllib
+    tomllib = pytest.importorskip("tomllib")  # Python 3.11+
 
     return tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]
 
