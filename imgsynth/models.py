@@ -17,7 +17,6 @@ the final name, and the next fetch asks for the missing bytes only (an HTTP Rang
 
 from __future__ import annotations
 
-import fcntl
 import http.client
 import os
 import re
@@ -36,6 +35,11 @@ from imgsynth.evaluate.features import (
     file_sha256,
     hub_checkpoints_dir,
 )
+
+try:
+    import fcntl
+except ImportError:  # pragma: no cover - Windows: fetches of one file are not kept apart
+    fcntl = None
 
 # Measured size of the release asset (the same 95,628,359 bytes wherever it is mirrored):
 # a server that sends more is cut off, so a download is never unbounded.
@@ -119,7 +123,8 @@ def fetch_file(spec: WeightsFile, *, force: bool = False, progress: Progress | N
     spec.path.parent.mkdir(parents=True, exist_ok=True)
     with open(spec.partial, "a+b") as fh:
         try:  # two fetches of one file would interleave their bytes
-            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            if fcntl is not None:
+                fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             raise RunError("another imgsynth models fetch is writing this file", file=str(spec.partial),
                            fix="wait for it to finish") from None

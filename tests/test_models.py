@@ -344,3 +344,16 @@ def test_a_hub_model_that_cannot_be_checked_says_so(hub, monkeypatch):
     result = _fetch("stabilityai/sd-turbo")
     assert result.exit_code == 0, result.output
     assert "files not checked (ConnectError: [Errno 111] Connection refused)" in " ".join(result.output.split())
+
+
+def test_a_second_fetch_of_the_same_file_waits_its_turn(stand_in):
+    """Two fetches of one file at once would interleave their bytes in the partial file."""
+    import fcntl
+
+    stand_in.partial.parent.mkdir(parents=True)
+    with open(stand_in.partial, "a+b") as held:
+        fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        result = _fetch("inception")
+    assert result.exit_code == 1, result.output
+    assert "another imgsynth models fetch is writing this file" in result.output
+    assert stand_in.server.ranges == [] and not stand_in.target.exists()
