@@ -128,7 +128,12 @@ def fetch_file(spec: WeightsFile, *, force: bool = False, progress: Progress | N
         except BlockingIOError:
             raise RunError("another imgsynth models fetch is writing this file", file=str(spec.partial),
                            fix="wait for it to finish") from None
-        resumed = _download(spec, fh, progress)
+        try:
+            resumed = _download(spec, fh, progress)
+        except RunError:
+            if fh.seek(0, os.SEEK_END) == 0:  # nothing to resume from: leave no trace
+                spec.partial.unlink(missing_ok=True)
+            raise
         fh.flush()
         os.fsync(fh.fileno())
     digest = file_sha256(spec.partial)

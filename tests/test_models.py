@@ -170,7 +170,7 @@ def test_no_network_says_what_to_copy_where(stand_in):
     assert f"could not download inception from http://127.0.0.1:{closed}/{INCEPTION_FILE}: cannot reach it" in text
     assert f"copy {INCEPTION_FILE} (sha256 {SHA}) to {stand_in.target} here" in text
     assert "imgsynth models fetch inception --dir DIR" in text
-    assert not stand_in.target.exists()
+    assert not stand_in.target.exists() and not stand_in.partial.exists()
 
 
 def test_dir_puts_the_file_in_that_folder(stand_in, tmp_path):
