@@ -30,12 +30,12 @@ BUILD_HOOK = "import sys; from setuptools import build_meta as b; print(getattr(
 runner = CliRunner()
 
 
-def _repo_starter_files() -> dict[str, bytes]:
+def _repo_starter_files(root: Path = ROOT) -> dict[str, bytes]:
     files = {}
     for folder in STARTER:
-        for path in sorted((ROOT / folder).rglob("*")):
+        for path in sorted((root / folder).rglob("*")):
             if path.is_file() and "__pycache__" not in path.parts:
-                files[path.relative_to(ROOT).as_posix()] = path.read_bytes()
+                files[path.relative_to(root).as_posix()] = path.read_bytes()
     return files
 
 
@@ -49,9 +49,9 @@ def _run(cmd: list, cwd: Path, env: dict | None = None) -> subprocess.CompletedP
     return done
 
 
-def _build(tmp_path: Path) -> tuple[Path, Path]:
-    """(sdist, wheel), built from a copy of the sources (the checkout is shared: no build/ or
-    egg-info written into it)."""
+def _build(tmp_path: Path) -> tuple[Path, Path, Path]:
+    """(sources, sdist, wheel), built from a copy of the sources (the checkout is shared: no
+    build/ or egg-info written into it, and files others change meanwhile do not matter)."""
     src = tmp_path / "src"
     src.mkdir()
     for name in ("pyproject.toml", "README.md"):
@@ -66,7 +66,7 @@ def _build(tmp_path: Path) -> tuple[Path, Path]:
         archive.extractall(tmp_path / "unpacked", **safe)
     unpacked = tmp_path / "unpacked" / sdist.name.removesuffix(".tar.gz")
     wheel = dist / _run([sys.executable, "-c", BUILD_HOOK, "build_wheel", dist], unpacked).stdout.split()[-1]
-    return sdist, wheel
+    return src, sdist, wheel
 
 
 def _project() -> dict:
@@ -76,7 +76,7 @@ def _project() -> dict:
 
 
 def test_the_wheel_installs_and_init_plus_quickstart_run_outside_the_repository(tmp_path):
-    sdist, wheel = _build(tmp_path)
+    src, sdist, wheel = _build(tmp_path)
 
     # 1. What the wheel says and holds.
     with zipfile.ZipFile(wheel) as archive:
@@ -96,10 +96,9 @@ def test_the_wheel_installs_and_init_plus_quickstart_run_outside_the_repository(
     assert 'torch-fidelity>=0.3; extra == "eval"' in requires
     assert re.search(r"^imgsynth = imgsynth\.cli:main$", entry_points, re.M)
     modules = {n for n in names if n.endswith(".py") and not n.startswith("imgsynth/starter/sample_assets/")}
-    assert modules == {p.relative_to(ROOT).as_posix() for p in (ROOT / "imgsynth").rglob("*.py")
-                       if "__pycache__" not in p.parts}
+    assert modules == {p.relative_to(src).as_posix() for p in (src / "imgsynth").rglob("*.py")}
     shipped = {n.removeprefix("imgsynth/starter/") for n in names if n.startswith("imgsynth/starter/")}
-    assert shipped - {"__init__.py"} == set(_repo_starter_files())
+    assert shipped - {"__init__.py"} == set(_repo_starter_files(src))
     assert not [n for n in names if "__pycache__" in n or n.endswith(".pyc")]
     with tarfile.open(sdist) as archive:
         assert any(n.endswith("imgsynth/starter/recipes/quickstart.yaml") for n in archive.getnames())
@@ -124,7 +123,7 @@ def test_the_wheel_installs_and_init_plus_quickstart_run_outside_the_repository(
     # 3. What the README's pip path runs.
     imgsynth_command = venv / "bin" / "imgsynth"
     _run([imgsynth_command, "init", "demo"], work, env)
-    assert _tree(work / "demo") == _repo_starter_files()
+    assert _tree(work / "demo") == _repo_starter_files(src)
     _run([imgsynth_command, "run", "recipes/quickstart.yaml", "--out", "out/qs", "--quiet"], work / "demo", env)
     out = work / "demo" / "out" / "qs"
     counts = {part: len((out / part / "manifest.jsonl").read_text().splitlines())
