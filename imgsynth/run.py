@@ -12,6 +12,7 @@ DIR is an output store (`imgsynth.io.store`): a folder, or a URL such as s3://bu
 from __future__ import annotations
 
 import copy
+import importlib.util
 import json
 import math
 import os
@@ -151,6 +152,11 @@ def _prepare_part(name: str | None, data: dict[str, Any], file: str, prefix: str
     for i, fmt in enumerate(recipe.output.formats):
         where = f"{prefix + '.' if prefix else ''}output.formats.{i}"
         lookup(FORMATS, fmt, key=where, what="label format")
+        missing = [m for m in FORMATS[fmt].requires if importlib.util.find_spec(m) is None]
+        if missing:
+            raise RecipeError(f"the '{fmt}' format needs the package {missing[0]}, which is not "
+                              "installed", key=where, file=file,
+                              fix=f"pip install 'imgsynth[{FORMATS[fmt].extra}]'")
         need = FORMATS[fmt].needs
         if provided is not None and need is not None and need not in provided:
             what = "a classification label" if need == "label" else "a text"

@@ -46,3 +46,18 @@ def test_every_format_states_its_facts_in_one_spec():
     assert {n for n, s in FORMATS.items() if s.per_record} == {"yolo", "yolo_seg", "voc", "semantic_masks"}
     assert {n for n, s in FORMATS.items() if s.reads_sample_files} == {
         "imagefolder", "yolo_seg", "lmdb", "webdataset"}
+
+
+def test_a_format_whose_package_is_missing_is_refused_before_any_sample(tmp_path, coco_dataset,
+                                                                       monkeypatch):
+    """Before: a run with `lmdb` and no lmdb package made every sample, then failed with
+    ModuleNotFoundError while writing labels."""
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "lmdb" else real(name, *a))
+    recipe = _recipe(coco_dataset)
+    recipe["output"]["formats"] = ["coco", "lmdb"]
+    with pytest.raises(RecipeError, match=r"needs the package lmdb") as caught:
+        run_recipe(recipe, tmp_path / "out")
+    assert "imgsynth[ocr]" in str(caught.value) and not (tmp_path / "out").exists()

@@ -42,7 +42,9 @@ class FormatSpec:
     reads_sample_files: it reads the images back (copies, hard links, tar shards, LMDB), so a
         run whose output is a URL downloads them for it;
     class_names: which class names it can hold as they are ("xml", "folder": rules in
-        imgsynth.io.writers; None: any), checked on the declared classes before any sample.
+        imgsynth.io.writers; None: any), checked on the declared classes before any sample;
+    requires: modules its writer imports beyond the core dependencies, with the extra that
+        installs them: a run without them is refused before any sample, not after all.
     """
 
     entry: str
@@ -50,6 +52,8 @@ class FormatSpec:
     per_record: bool = False
     reads_sample_files: bool = False
     class_names: str | None = None
+    requires: tuple[str, ...] = ()
+    extra: str | None = None
 
 
 _W = "imgsynth.io.writers"
@@ -67,7 +71,8 @@ FORMATS: dict[str, FormatSpec] = {
     "ocr_labels": FormatSpec(f"{_W}.ocr:write_labels_txt", needs="text"),
     "gt_txt": FormatSpec(f"{_W}.ocr:write_gt_txt", needs="text"),
     "mmocr": FormatSpec(f"{_W}.ocr:write_mmocr"),
-    "lmdb": FormatSpec(f"{_W}.ocr:write_lmdb", needs="text", reads_sample_files=True),
+    "lmdb": FormatSpec(f"{_W}.ocr:write_lmdb", needs="text", reads_sample_files=True,
+                       requires=("lmdb",), extra="ocr"),
     "icdar": FormatSpec(f"{_W}.ocr:write_icdar"),
     "webdataset": FormatSpec(f"{_W}.shards:write_webdataset", reads_sample_files=True),
 }
