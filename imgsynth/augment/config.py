@@ -53,6 +53,14 @@ class AugmentConfig(StageConfig):
     type: Literal["augment"] = Field("augment", description="Stage type: classical augmentation.")
     transforms: list[TransformSpec] = Field(
         min_length=1, description="Transforms applied in order, each with probability p.")
+    fuse: bool = Field(
+        True, description="Compile the transforms: consecutive geometric ones (flips, rotations, "
+        "affine, perspective, crops, resizes, pads) resample the image once, with one matrix, "
+        "and consecutive uint8 colour ones (brightness, contrast, gamma, HSV, ColorJitter, "
+        "Normalize, ...) make one lookup-table pass; parameters are drawn as without fusion, so "
+        "labels land in the same places. Sharper and faster; pixels differ slightly from the "
+        "unfused chain's. false: every transform resamples on its own (the pixels of earlier "
+        "versions).")
     box_method: Literal["largest_box", "ellipse"] = Field(
         "largest_box", description="How a box without mask or polygon follows a rotation: the "
         "box around its rotated corners (largest_box, never cuts the object) or around its "

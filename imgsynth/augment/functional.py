@@ -302,8 +302,13 @@ def affine_points(points: np.ndarray, matrix: np.ndarray) -> np.ndarray:
     return index @ matrix[:, :2].T + matrix[:, 2] + 0.5
 
 
+def fill_tuple(fill: float | tuple[float, ...] | list[float]) -> tuple[float, ...]:
+    """A fill value (a number, or one per channel) as a tuple of floats."""
+    return tuple(float(v) for v in fill) if isinstance(fill, tuple | list | np.ndarray) else (float(fill),)
+
+
 def _fill_value(fill: float | tuple[float, ...]) -> tuple[float, ...]:
-    values = tuple(fill) if isinstance(fill, tuple | list) else (float(fill),)
+    values = fill_tuple(fill)
     return (values * 4)[:4] if len(values) == 1 else values
 
 
@@ -352,8 +357,419 @@ def signed_area(points: np.ndarray) -> float:
     """Shoelace area, positive for the vertex order of `box_corner_points`; a mirroring
     transform turns the sign."""
     x, y = points[:, 0], points[:, 1]
-    return float(np.dot(x, np.roll(y, -1)) - np.dot(y, np.roll(x, -1))) / 2.0
+    if len(x) == 0:
+        return 0.0
+    cross = float(np.dot(x[:-1], y[1:]) - np.dot(y[:-1], x[1:]))
+    return (cross + float(x[-1] * y[0] - y[-1] * x[0])) / 2.0
 
 
 def polygon_area(points: np.ndarray) -> float:
     return abs(signed_area(points))
+
+
+# ---------------------------------------------------------------------------
+# One resample for a chain of geometric transforms: 3x3 matrices
+# ---------------------------------------------------------------------------
+# A matrix maps input pixel indices to output pixel indices (pixel i centred at i, as
+# cv2.warpAffine/warpPerspective and cv2.resize use them); label points are continuous
+# (pixel i spans i..i+1) and shift by 0.5 on the way in and out.
+
+# Interpolations from worst to best; a chain resamples once with the best one it asked for.
+INTERPOLATION_QUALITY = (cv2.INTER_NEAREST, cv2.INTER_LINEAR, cv2.INTER_CUBIC, cv2.INTER_LANCZOS4)
+_EXACT_TOLERANCE = 1e-9
+
+
+def translation_matrix(dx: float, dy: float) -> np.ndarray:
+    return np.array([[1.0, 0.0, dx], [0.0, 1.0, dy], [0.0, 0.0, 1.0]])
+
+
+def resize_matrix(height: int, width: int, out_height: int, out_width: int) -> np.ndarray:
+    """cv2.resize's map: pixel edges stay on pixel edges (x' = (x + 0.5) * sx - 0.5)."""
+    sx, sy = out_width / width, out_height / height
+    return np.array([[sx, 0.0, 0.5 * sx - 0.5], [0.0, sy, 0.5 * sy - 0.5], [0.0, 0.0, 1.0]])
+
+
+def hflip_matrix(width: int) -> np.ndarray:
+    return np.array([[-1.0, 0.0, width - 1.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]])
+
+
+def vflip_matrix(height: int) -> np.ndarray:
+    return np.array([[1.0, 0.0, 0.0], [0.0, -1.0, height - 1.0], [0.0, 0.0, 1.0]])
+
+
+def transpose_matrix() -> np.ndarray:
+    return np.array([[0.0, 1.0, 0.0], [1.0, 0.0, 0.0], [0.0, 0.0, 1.0]])
+
+
+def rot90_matrix(k: int, height: int, width: int) -> tuple[np.ndarray, int, int]:
+    """`rot90_image(image, k)` as a matrix, and the output size."""
+    matrix = np.eye(3)
+    for _ in range(k % 4):  # one counter-clockwise quarter turn: (x, y) -> (y, W - 1 - x)
+        matrix = np.array([[0.0, 1.0, 0.0], [-1.0, 0.0, width - 1.0], [0.0, 0.0, 1.0]]) @ matrix
+        height, width = width, height
+    return matrix, height, width
+
+
+def as_3x3(matrix: np.ndarray) -> np.ndarray:
+    matrix = np.asarray(matrix, dtype=np.float64)
+    return matrix if matrix.shape == (3, 3) else np.vstack([matrix[:2], [0.0, 0.0, 1.0]])
+
+
+def is_affine(matrix: np.ndarray) -> bool:
+    return abs(matrix[2, 0]) < 1e-12 and abs(matrix[2, 1]) < 1e-12 and abs(matrix[2, 2] - 1.0) < 1e-12
+
+
+def exact_map(matrix: np.ndarray) -> tuple[int, int, int, int, int, int] | None:
+    """(a, b, c, d, tx, ty) when the matrix moves whole pixels onto whole pixels (flips,
+    quarter turns, transposes, integer crops and pads): its 2x2 part a signed permutation,
+    its shift whole numbers. Such a map needs no interpolation at all."""
+    (a, b, tx), (c, d, ty), (g, h, i) = matrix.tolist()
+    if abs(g) > 1e-12 or abs(h) > 1e-12 or abs(i - 1.0) > 1e-12:
+        return None
+    values = (a, b, c, d, tx, ty)
+    rounded = [round(v) for v in values]
+    if max(abs(v - r) for v, r in zip(values, rounded)) > _EXACT_TOLERANCE:
+        return None
+    a, b, c, d, tx, ty = rounded
+    if sorted((abs(a), abs(b))) != [0, 1] or sorted((abs(c), abs(d))) != [0, 1] or abs(a) == abs(c):
+        return None
+    return a, b, c, d, tx, ty
+
+
+def warp_image(image: np.ndarray, matrix: np.ndarray, height: int, width: int, *,
+               interpolation: int = cv2.INTER_LINEAR, border_mode: int = cv2.BORDER_CONSTANT,
+               fill: float | tuple[float, ...] = 0.0) -> np.ndarray:
+    """`image` resampled once under a 3x3 matrix into a height x width output.
+
+    Whole-pixel maps (exact_map) are copies (cv2.flip/rotate/transpose of a window) or,
+    when they reach outside the image, a nearest-neighbour warp: no interpolation blur.
+    Otherwise cv2.warpAffine (affine matrices) or cv2.warpPerspective, with the given
+    interpolation and border. The identity returns the image itself."""
+    exact = exact_map(matrix)
+    if exact is not None:
+        copied = _exact_copy(image, exact, height, width)
+        if copied is not None:
+            return copied
+        interpolation = cv2.INTER_NEAREST
+    elif interpolation != cv2.INTER_NEAREST:  # cv2.resize's nearest is not centred: warp it
+        resized = _axis_aligned_resize(image, matrix, height, width, interpolation)
+        if resized is not None:
+            return resized
+    value = _fill_value(fill)
+    out = []
+    for chunk in _channel_chunks(image):
+        if is_affine(matrix):
+            warped = cv2.warpAffine(chunk, matrix[:2], (width, height), flags=interpolation,
+                                    borderMode=border_mode, borderValue=value)
+        else:
+            warped = cv2.warpPerspective(chunk, matrix, (width, height), flags=interpolation,
+                                         borderMode=border_mode, borderValue=value)
+        out.append(warped.reshape(height, width, -1))
+    result = out[0] if len(out) == 1 else np.concatenate(out, axis=2)
+    return result.reshape(height, width, *image.shape[2:])
+
+
+def _channel_chunks(image: np.ndarray) -> list[np.ndarray]:
+    """cv2's warps take at most 4 channels."""
+    if image.ndim < 3 or image.shape[2] <= 4:
+        return [image]
+    return [image[:, :, i:i + 4] for i in range(0, image.shape[2], 4)]
+
+
+def _exact_copy(image: np.ndarray, exact: tuple[int, ...], height: int, width: int) -> np.ndarray | None:
+    """The output of a whole-pixel map as a copy of an input window, or None when the
+    output reaches outside the input (then a border is needed)."""
+    a, b, c, d, tx, ty = exact
+    inverse = np.linalg.inv(np.array([[a, b, tx], [c, d, ty], [0, 0, 1]], dtype=np.float64))
+    corners = inverse @ np.array([[0, width - 1, 0, width - 1], [0, 0, height - 1, height - 1], [1, 1, 1, 1]])
+    x0, x1 = int(round(corners[0].min())), int(round(corners[0].max()))
+    y0, y1 = int(round(corners[1].min())), int(round(corners[1].max()))
+    h, w = image.shape[:2]
+    if x0 < 0 or y0 < 0 or x1 >= w or y1 >= h:
+        return None
+    window = image[y0:y1 + 1, x0:x1 + 1]
+    if b != 0:  # the axes trade places: x' = b * y, y' = c * x
+        flip_cols, flip_rows = b < 0, c < 0
+        if flip_cols and not flip_rows:
+            out = cv2.rotate(window, cv2.ROTATE_90_CLOCKWISE)
+        elif flip_rows and not flip_cols:
+            out = cv2.rotate(window, cv2.ROTATE_90_COUNTERCLOCKWISE)
+        else:
+            out = cv2.transpose(window)
+            if flip_rows:
+                out = cv2.flip(out, -1)
+    else:
+        code = {(True, False): 1, (False, True): 0, (True, True): -1}.get((a < 0, d < 0))
+        out = cv2.flip(window, code) if code is not None else window.copy()
+    return out.reshape(height, width, *image.shape[2:])
+
+
+def _axis_aligned_resize(image: np.ndarray, matrix: np.ndarray, height: int, width: int,
+                         interpolation: int) -> np.ndarray | None:
+    """A scale (with flips) of a whole-pixel window inside the image -- a crop and resize --
+    as cv2.resize of that window: the same map as the warp, ~1.5x faster on a cold image.
+    None for any other matrix."""
+    (sx, b, tx), (c, sy, ty), (g, h, i) = matrix.tolist()
+    if b != 0 or c != 0 or g != 0 or h != 0 or i != 1 or sx == 0 or sy == 0:
+        return None
+    # The output frame's pixel edges (-0.5 .. size - 0.5) back in the input.
+    x0, x1 = sorted(((-0.5 - tx) / sx + 0.5, (width - 0.5 - tx) / sx + 0.5))
+    y0, y1 = sorted(((-0.5 - ty) / sy + 0.5, (height - 0.5 - ty) / sy + 0.5))
+    edges = (round(x0), round(x1), round(y0), round(y1))
+    if max(abs(v - r) for v, r in zip((x0, x1, y0, y1), edges)) > 1e-6:
+        return None
+    x0, x1, y0, y1 = edges
+    h, w = image.shape[:2]
+    if x0 < 0 or y0 < 0 or x1 > w or y1 > h or x1 <= x0 or y1 <= y0:
+        return None
+    out = cv2.resize(image[y0:y1, x0:x1], (width, height), interpolation=interpolation)
+    code = {(True, False): 1, (False, True): 0, (True, True): -1}.get((sx < 0, sy < 0))
+    if code is not None:
+        out = cv2.flip(out, code)
+    return out.reshape(height, width, *image.shape[2:])
+
+
+def pack_masks(masks: np.ndarray) -> np.ndarray:
+    """(N, H, W) 0/1 masks as ceil(N / 8) uint8 planes, bit k of plane p for mask 8p + k:
+    a nearest-neighbour warp moves bits exactly, so one warp per plane moves 8 masks."""
+    count, h, w = masks.shape
+    planes = np.zeros(((count + 7) // 8, h, w), dtype=np.uint8)
+    scratch = np.empty((h, w), dtype=np.uint8)
+    for k in range(count):
+        byte_table(masks[k], _BIT_SET[k % 8], out=scratch)
+        cv2.bitwise_or(planes[k // 8], scratch, dst=planes[k // 8])
+    return planes
+
+
+def unpack_masks(planes: np.ndarray, count: int) -> np.ndarray:
+    """pack_masks' inverse: (count, H, W) uint8 masks of 0 and 1."""
+    out = np.empty((count, *planes.shape[1:]), dtype=np.uint8)
+    for k in range(count):
+        byte_table(planes[k // 8], _BIT_GET[k % 8], out=out[k])
+    return out
+
+
+# _BIT_SET[k][v]: bit k set when v is nonzero; _BIT_GET[k][v]: bit k of v (0 or 1).
+_BIT_SET = np.array([[0] + [1 << k] * 255 for k in range(8)], dtype=np.uint8)
+_BIT_GET = np.array([[(v >> k) & 1 for v in range(256)] for k in range(8)], dtype=np.uint8)
+
+
+def warp_masks(masks: np.ndarray, matrix: np.ndarray, height: int, width: int,
+               outside: list[np.ndarray] = ()) -> np.ndarray:
+    """(N, H, W) uint8 masks under a 3x3 matrix: nearest neighbour, zero border (pixels
+    brought in from outside are not the object), eight masks per warp (pack_masks); zero
+    outside the `outside` quadrilaterals too (fill_outside)."""
+    if len(masks) == 0:
+        return np.zeros((0, height, width), dtype=np.uint8)
+    planes = pack_masks(masks)
+    warped = np.stack([warp_image(p, matrix, height, width, interpolation=cv2.INTER_NEAREST)
+                       for p in planes])
+    for plane in warped if len(outside) else ():
+        fill_outside(plane, outside, 0)
+    return unpack_masks(warped, len(masks))
+
+
+def warp_points(points: np.ndarray, matrix: np.ndarray) -> np.ndarray:
+    """Continuous-coordinate points under a pixel-index 3x3 matrix (projective)."""
+    if len(points) == 0:
+        return points.copy()
+    index = np.hstack([points - 0.5, np.ones((len(points), 1))]) @ matrix.T
+    w = index[:, 2:3]
+    w = np.where(np.abs(w) < 1e-12, np.copysign(1e-12, w), w)
+    return index[:, :2] / w + 0.5
+
+
+# Frames and quadrilaterals are 4 (x, y) tuples in pixel-index coordinates, computed in
+# plain Python: numpy's per-call cost dominates on 4 points (a chain plans them per sample).
+Quad = list[tuple[float, float]]
+
+
+def frame_corners(height: int, width: int) -> Quad:
+    """The image frame's corners (pixel edges at -0.5 and size - 0.5), clockwise on screen."""
+    return [(-0.5, -0.5), (width - 0.5, -0.5), (width - 0.5, height - 0.5), (-0.5, height - 0.5)]
+
+
+def map_corners(corners: Quad, matrix: np.ndarray) -> Quad | None:
+    """Points under a 3x3 matrix; None when one lands at or beyond the horizon (the mapped
+    frame is then no bounded quadrilateral)."""
+    (a, b, c), (d, e, f), (g, h, i) = matrix.tolist()
+    out = []
+    for x, y in corners:
+        w = g * x + h * y + i
+        if w <= 1e-9:
+            return None
+        out.append(((a * x + b * y + c) / w, (d * x + e * y + f) / w))
+    return out
+
+
+def covers(quad: Quad, height: int, width: int, tolerance: float = 1e-6) -> bool:
+    """Whether a convex quadrilateral contains the whole height x width frame."""
+    edges = [(quad[k], quad[(k + 1) % 4]) for k in range(4)]
+    area = sum(ax * by - bx * ay for (ax, ay), (bx, by) in edges)
+    sign = 1.0 if area >= 0 else -1.0
+    for px, py in frame_corners(height, width):
+        for (ax, ay), (bx, by) in edges:
+            ex, ey = bx - ax, by - ay
+            if sign * (ex * (py - ay) - ey * (px - ax)) < -tolerance * (abs(ex) + abs(ey)):
+                return False
+    return True
+
+
+def inside_frame(quad: Quad, height: int, width: int, tolerance: float = 1e-6) -> bool:
+    """Whether a quadrilateral lies inside the height x width frame."""
+    return all(-0.5 - tolerance <= x <= width - 0.5 + tolerance and
+               -0.5 - tolerance <= y <= height - 0.5 + tolerance for x, y in quad)
+
+
+def fill_outside(image: np.ndarray, quads: list[Quad], value) -> np.ndarray:
+    """`image` (changed in place) with the pixels outside any of the convex quadrilaterals
+    set to `value`. Each is one cv2.fillPoly of the frame and the quadrilateral (even-odd:
+    the frame minus the quadrilateral), which also paints the pixels its edges pass
+    through: the quadrilateral is grown by a pixel first, so that pixels whose centres lie
+    inside stay as they are."""
+    height, width = image.shape[:2]
+    frame = np.array([[-2, -2], [width + 1, -2], [width + 1, height + 1], [-2, height + 1]], np.int32) << _SHIFT
+    channels = image.shape[2] if image.ndim == 3 else 1
+    values = fill_tuple(value) * channels if len(fill_tuple(value)) == 1 else fill_tuple(value)
+    for quad in quads:
+        contours = [frame, np.round(np.array(_grown(quad, 1.0)) * (1 << _SHIFT)).astype(np.int32)]
+        for i in range(0, channels, 4):  # cv2 draws on at most 4 channels
+            part = image if channels <= 4 else np.ascontiguousarray(image[:, :, i:i + 4])
+            cv2.fillPoly(part, contours, values[i:i + 4] if channels > 1 else values[:1],
+                         lineType=cv2.LINE_8, shift=_SHIFT)
+            if part is not image:
+                image[:, :, i:i + 4] = part
+    return image
+
+
+_SHIFT = 8  # fractional bits of fillPoly's coordinates
+
+
+def _grown(quad: Quad, margin: float) -> Quad:
+    """A convex quadrilateral with every edge moved `margin` outward."""
+    cx, cy = sum(x for x, _ in quad) / 4, sum(y for _, y in quad) / 4
+    normals = []
+    for k in range(4):
+        (ax, ay), (bx, by) = quad[k], quad[(k + 1) % 4]
+        length = math.hypot(bx - ax, by - ay) or 1.0
+        nx, ny = (by - ay) / length, -(bx - ax) / length
+        if nx * (cx - ax) + ny * (cy - ay) > 0:
+            nx, ny = -nx, -ny  # outward
+        normals.append((nx, ny))
+    out = []
+    for k in range(4):  # vertex k joins edges k - 1 and k
+        (px, py), (qx, qy) = normals[k - 1], normals[k]
+        scale = margin / max(1.0 + px * qx + py * qy, 1e-3)
+        out.append((quad[k][0] + (px + qx) * scale, quad[k][1] + (py + qy) * scale))
+    return out
+
+
+# ---------------------------------------------------------------------------
+# Colour: lookup tables (uint8 point-wise transforms compose into one table)
+# ---------------------------------------------------------------------------
+
+def ramp_image(channels: int) -> np.ndarray:
+    """A 1 x 256 image whose pixel v is (v, v, ...): a point-wise transform applied to it
+    gives its lookup table, one row per channel."""
+    return np.repeat(np.arange(256, dtype=np.uint8).reshape(1, 256, 1), channels, axis=2)
+
+
+def tables_of(ramp_out: np.ndarray) -> np.ndarray:
+    """Tables from a point-wise transform's output on ramp_image: (1, 256) when every
+    channel got the same one (then one table pass serves all channels), else (C, 256)."""
+    out = np.ascontiguousarray(np.asarray(ramp_out).reshape(256, -1).T)
+    return out[:1] if (out == out[0]).all() else out
+
+
+def compose_tables(first: np.ndarray | None, then: np.ndarray) -> np.ndarray:
+    """Tables of `then` after `first` (None: no tables yet). (1, 256) tables apply to
+    every channel; a mix of (1, 256) and (C, 256) gives (C, 256)."""
+    if first is None:
+        return then
+    return np.take_along_axis(then, first.astype(np.intp), axis=1)
+
+
+def lut_image(image: np.ndarray, tables: np.ndarray) -> np.ndarray:
+    """Each channel through its table ((1, 256): one for all). uint8 tables give uint8, at
+    memory speed for a shared table (stringzilla, albumentations' own LUT kernel) and
+    per plane otherwise (4x cv2.LUT with three tables); float32 tables give float32."""
+    if tables.dtype == np.uint8:
+        if len(tables) == 1:
+            return byte_table(image, tables[0])
+        if len(tables) <= 4:
+            planes = cv2.split(image)
+            return cv2.merge([byte_table(p, t, out=p) for p, t in zip(planes, tables)]).reshape(image.shape)
+    lut = np.ascontiguousarray(tables.T).reshape(256, 1, len(tables))
+    return cv2.LUT(image, lut.reshape(256) if len(tables) == 1 else lut).reshape(image.shape)
+
+
+def byte_table(image: np.ndarray, table: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+    """image mapped through one 256-entry uint8 table (into `out` when given, which may be
+    the image itself)."""
+    if out is None:
+        out = np.array(image, order="C", copy=True)
+    elif out is not image:
+        np.copyto(out, image)
+    if _translate is None or not out.flags.c_contiguous:
+        return cv2.LUT(out, table, dst=out).reshape(out.shape)
+    _translate(memoryview(out), memoryview(np.ascontiguousarray(table)), inplace=True)
+    return out
+
+
+try:  # albucore's dependency (albumentations -> albucore -> stringzilla): SIMD byte tables
+    from stringzilla import translate as _translate
+except ImportError:  # pragma: no cover - cv2.LUT serves, 10x slower on large images
+    _translate = None
+
+
+def hsv_lut_image(image: np.ndarray, tables: list[np.ndarray | None]) -> np.ndarray:
+    """RGB uint8 to OpenCV's HSV (H in 0..179), each channel through its table (None: left
+    as it is), back to RGB."""
+    planes = cv2.split(cv2.cvtColor(image, cv2.COLOR_RGB2HSV))
+    for plane, table in zip(planes, tables):
+        if table is not None:
+            byte_table(plane, table, out=plane)
+    return cv2.cvtColor(cv2.merge(planes), cv2.COLOR_HSV2RGB)
+
+
+def affine_float_image(image: np.ndarray, subtract: tuple[float, ...], multiply: tuple[float, ...]) -> np.ndarray:
+    """(image - subtract) * multiply as float32 per channel (cv2 scalars: one value per
+    channel, 4 values; Normalize's formula in the float32 arithmetic of its lookup table,
+    2x faster than a float table on 3 channels)."""
+    out = image.astype(np.float32)
+    if out.ndim == 3 and out.shape[2] > 4:
+        channels = out.shape[2]
+        out -= np.asarray(subtract[:channels], dtype=np.float32)
+        out *= np.asarray(multiply[:channels], dtype=np.float32)
+        return out
+    cv2.subtract(out, subtract, dst=out)
+    cv2.multiply(out, multiply, dst=out)
+    return out
+
+
+def cv2_scalar(values, channels: int) -> tuple[float, ...]:
+    """One value per channel (a single value for all) as a tuple cv2 takes as a Scalar
+    (at least 4 values)."""
+    flat = [float(v) for v in np.asarray(values, dtype=np.float64).ravel()]
+    if len(flat) == 1:
+        flat *= channels
+    return tuple(flat) + (0.0,) * max(0, 4 - len(flat))
+
+
+def mix_channels_image(image: np.ndarray, matrix: np.ndarray) -> np.ndarray:
+    """out[c] = sum_k matrix[c, k] * in[k], rounded and saturated (one OpenCV pass)."""
+    return cv2.transform(image, np.asarray(matrix, dtype=np.float32)).reshape(image.shape)
+
+
+# cv2.COLOR_RGB2GRAY's weights.
+GRAY_WEIGHTS = np.array([0.299, 0.587, 0.114])
+
+
+def gray_mean(image: np.ndarray) -> float:
+    """Mean of the image's gray version (RGB2GRAY's weights; 1 channel: the image itself),
+    the statistic albumentations' contrast takes: from the channel means in one pass,
+    without cv2's per-pixel rounding of gray (< 0.5 level apart)."""
+    means = cv2.mean(image)
+    if image.ndim == 2 or image.shape[2] == 1:
+        return float(means[0])
+    return float(np.dot(GRAY_WEIGHTS, means[:3]))

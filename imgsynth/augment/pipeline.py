@@ -205,10 +205,17 @@ class AlbumentationsStep:
         ) if self.moves_labels else self.image_only
         self.py_random = random.Random(0)
 
-    def __call__(self, targets: Targets, rng: np.random.Generator) -> Targets:
+    def __call__(self, targets: Targets, rng: np.random.Generator,
+                 py_random: random.Random | None = None) -> Targets:
+        """`py_random`: a compiled chain's, which already drew the run's seed and its
+        Compose's p (imgsynth.augment.compiler.RunStart); the Compose then draws nothing
+        of its own (force_apply skips its p draw, not its transforms')."""
         compose = self.labeled if len(targets.points) or self.needs_boxes else self.image_only
-        self.py_random.seed(derived_int_seed(rng))
-        compose.set_random_state(rng, self.py_random)
+        drawn = py_random is not None
+        if not drawn:
+            py_random = self.py_random
+            py_random.seed(derived_int_seed(rng))
+        compose.set_random_state(rng, py_random)
         data: dict[str, Any] = {"image": targets.image}
         if len(targets.masks):
             data["masks"] = targets.masks
@@ -217,7 +224,7 @@ class AlbumentationsStep:
         if self.needs_boxes:
             boxes = targets.boxes()
             data["bboxes"] = boxes[(boxes[:, 2] > boxes[:, 0]) & (boxes[:, 3] > boxes[:, 1])]
-        out = compose(**data)
+        out = compose(force_apply=drawn, **data)
         image = out["image"]
         if image.ndim == 2 and targets.image.ndim == 3:
             image = image[:, :, None]
@@ -232,8 +239,14 @@ class AlbumentationsStep:
         return replace(targets, image=image, masks=masks, points=points)
 
 
-def build_steps(entries: list[tuple[str, dict[str, Any]]]) -> list:
-    """Own transforms stand alone; runs of albumentations transforms share one Compose."""
+def build_steps(entries: list[tuple[str, dict[str, Any]]], fuse: bool = False) -> list:
+    """fuse: one compiled chain (imgsynth.augment.compiler: one warp and one colour pass
+    per segment). Otherwise own transforms stand alone and runs of albumentations
+    transforms share one Compose."""
+    if fuse:
+        from imgsynth.augment.compiler import FusedChain
+
+        return [FusedChain(entries)]
     steps: list = []
     run: list[tuple[str, dict[str, Any]]] = []
     for name, params in entries:

@@ -30,6 +30,7 @@ class InstanceLayout:
 
     mask_row: int | None
     box_points: slice
+    mask_box: tuple[float, float, float, float] | None = None  # tight box of the mask before
     polygons: list[slice] = field(default_factory=list)
     keypoints: slice | None = None
     helper_mask: bool = False  # a box-only/polygon instance carried as a mask (nonlinear warps)
@@ -41,7 +42,7 @@ class AugmentStage:
 
     def __init__(self, config, ctx: BuildContext | None = None):
         self.config = config
-        self.steps = build_steps([(t.name, t.params) for t in config.transforms])
+        self.steps = build_steps([(t.name, t.params) for t in config.transforms], fuse=config.fuse)
         # Nonlinear warps (elastic, grid, optical, piecewise affine, thin-plate spline) bend
         # edges, so a box's corners or a polygon's vertices no longer bound the object.
         self.warps_nonlinearly = any(getattr(step, "warps_nonlinearly", False) for step in self.steps)
@@ -117,7 +118,8 @@ def instances_to_targets(image: np.ndarray, instances: list[Instance],
         mask_row = None
         if inst.mask is not None:
             mask_row = len(masks)
-            masks.append(inst.mask.astype(np.uint8))
+            # bool -> 0/1 bytes without a copy (np.stack copies once)
+            masks.append(inst.mask.view(np.uint8) if inst.mask.dtype == bool else inst.mask.astype(np.uint8))
             box = tight_bbox(inst.mask)
         else:
             box = inst.bbox_xyxy
@@ -125,7 +127,7 @@ def instances_to_targets(image: np.ndarray, instances: list[Instance],
             box_points = add(F.box_ellipse_points(box))
         else:
             box_points = add(F.box_corner_points(box))
-        layout = InstanceLayout(mask_row, box_points)
+        layout = InstanceLayout(mask_row, box_points, box if mask_row is not None else None)
         layout.polygons = [add(p) for p in inst.polygons or []]
         if inst.keypoints is not None:
             layout.keypoints = add(np.asarray(inst.keypoints)[:, :2])
@@ -156,7 +158,7 @@ def targets_to_instances(targets: Targets, instances: list[Instance], layouts: l
         if layout.mask_row is not None:
             mask = targets.masks[layout.mask_row].astype(bool)
             box = tight_bbox(mask)
-            visibility = _mask_visibility(inst.mask, mask, F.box_corner_points(tight_bbox(inst.mask)),
+            visibility = _mask_visibility(inst.mask, mask, F.box_corner_points(layout.mask_box),
                                           box_points)
             truncated = _touches_border(mask)
             if layout.helper_mask:

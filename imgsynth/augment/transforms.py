@@ -15,6 +15,24 @@ import numpy as np
 from imgsynth.augment import functional as F
 
 OWN_TRANSFORMS: dict[str, type[Transform]] = {}
+_LAST_ROW = np.array([[0.0, 0.0, 1.0]])
+
+
+@dataclass
+class Warp:
+    """One geometric transform as drawn for one sample: what a compiled chain composes.
+
+    matrix: 3x3, input pixel indices to output pixel indices (pixel i centred at i).
+    interpolation: the cv2 flag it resamples with; None when it moves whole pixels only
+    (flips, quarter turns, crops, pads). border: (cv2 border mode, fill) when it shows
+    pixels from outside its input; None when it never does.
+    """
+
+    matrix: np.ndarray
+    height: int
+    width: int
+    interpolation: int | None = None
+    border: tuple[int, tuple[float, ...]] | None = None
 
 
 @dataclass
@@ -179,6 +197,14 @@ class Rotate(Transform):
         self.border_mode = border_mode
         self.fill = tuple(fill) if isinstance(fill, list | tuple) else float(fill)
         self.interpolation = interpolation
+        self._interpolation = F.INTERPOLATIONS[interpolation]
+        self._border = (F.BORDER_MODES[border_mode], F.fill_tuple(self.fill))
+
+    def warp(self, rng: np.random.Generator, height: int, width: int) -> Warp:
+        """The rotation `apply` draws, as a Warp (for a compiled chain)."""
+        angle = rng.uniform(*self.limit)
+        matrix, out_h, out_w = F.rotation_matrix(angle, height, width, self.expand)
+        return Warp(np.vstack([matrix, _LAST_ROW]), out_h, out_w, self._interpolation, self._border)
 
     def apply(self, targets, rng):
         angle = rng.uniform(*self.limit)
@@ -199,6 +225,9 @@ class HorizontalFlip(Transform):
     def __init__(self, p: float = 0.5):
         super().__init__(p)
 
+    def warp(self, rng, height, width):
+        return Warp(F.hflip_matrix(width), height, width)
+
     def apply(self, targets, rng):
         return replace(targets, image=F.hflip_image(targets.image),
                        masks=F.masks_apply(targets.masks, F.hflip_image),
@@ -213,6 +242,9 @@ class VerticalFlip(Transform):
 
     def __init__(self, p: float = 0.5):
         super().__init__(p)
+
+    def warp(self, rng, height, width):
+        return Warp(F.vflip_matrix(height), height, width)
 
     def apply(self, targets, rng):
         return replace(targets, image=F.vflip_image(targets.image),
@@ -229,6 +261,9 @@ class Transpose(Transform):
     def __init__(self, p: float = 0.5):
         super().__init__(p)
 
+    def warp(self, rng, height, width):
+        return Warp(F.transpose_matrix(), width, height)
+
     def apply(self, targets, rng):
         return replace(targets, image=F.transpose_image(targets.image),
                        masks=F.masks_apply(targets.masks, F.transpose_image),
@@ -243,6 +278,9 @@ class Rot90(Transform):
 
     def __init__(self, p: float = 0.5):
         super().__init__(p)
+
+    def warp(self, rng, height, width):
+        return Warp(*F.rot90_matrix(int(rng.integers(0, 4)), height, width))
 
     def apply(self, targets, rng):
         k = int(rng.integers(0, 4))

@@ -1,0 +1,744 @@
+"""A recipe's transform list compiled: one warp and one colour pass per sample.
+
+Every transform draws its parameters exactly as the unfused pipeline (pipeline.py) draws
+them: the same Generator, in the same order, albumentations' own parameter code for its
+transforms. What changes is how the drawn transforms are applied:
+
+- geometric transforms (flips, quarter turns, rotations, affine, perspective, crops,
+  resizes, pads) become `Warp`s; consecutive ones compose into one 3x3 matrix and one
+  output size, applied once: the image with the best interpolation the chain asked for,
+  masks with nearest neighbour (eight per warp), label points by the matrix;
+- point-wise colour transforms on uint8 (brightness, contrast, gamma, levels, invert,
+  posterize, solarize, channel shuffle, hue/saturation/value, ColorJitter) become lookup
+  tables, composed into as few passes as their kinds allow; Normalize and ToFloat become
+  the final uint8 -> float32 table;
+- anything else (blur, noise, JPEG, elastic and other nonlinear warps, box-aware crops,
+  imgsynth's noise) is a barrier: what is pending is applied, then it runs as before.
+
+Colour passes commute with warps (a pixel's new value depends on its old value only), so
+a segment's colour pass runs before or after its warp, whichever is smaller, unless a
+colour op reads an image statistic (ColorJitter's contrast: the mean gray), which then
+sees the image as the unfused chain would.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+from typing import Any
+
+import cv2
+import numpy as np
+
+from imgsynth.augment import functional as F
+from imgsynth.augment.transforms import Targets, Warp
+from imgsynth.core.rng import derived_int_seed
+
+# ---------------------------------------------------------------------------
+# Colour ops (uint8 in; the last may give float32)
+# ---------------------------------------------------------------------------
+
+
+@dataclass
+class Lut:
+    """uint8 tables: (1, 256) for every channel, or (C, 256) one per channel."""
+
+    tables: np.ndarray
+
+
+@dataclass
+class ContrastLut:
+    """torchvision's contrast: x * factor + mean_gray * (1 - factor), the mean taken from
+    the image as it is at this point of the chain."""
+
+    factor: float
+
+    def tables(self, mean: float) -> np.ndarray:
+        if self.factor == 0:
+            return np.full((1, 256), int(mean + 0.5), dtype=np.uint8)
+        # albucore.multiply_add's table (tests/augment/test_compiler.py checks it)
+        factor = float(self.factor)
+        return np.clip(_LEVELS * factor + float(mean) * (1 - factor), 0, 255).astype(np.uint8)[None]
+
+
+_LEVELS = np.arange(256, dtype=np.float32)
+
+
+@dataclass
+class HsvLut:
+    """Tables for OpenCV's H (0..179), S and V channels; None leaves a channel as it is."""
+
+    tables: list
+
+
+@dataclass
+class ChannelMix:
+    """out[c] = sum_k matrix[c, k] * in[k] (saturation: a blend with the gray image)."""
+
+    matrix: np.ndarray
+
+
+@dataclass
+class ChannelOrder:
+    order: list[int]
+
+
+@dataclass
+class FloatLut:
+    """uint8 -> float32 tables (C, 256). Ends a colour program."""
+
+    tables: np.ndarray
+
+
+@dataclass
+class FloatAffine:
+    """uint8 -> float32 (x - subtract) * multiply per channel, as cv2 scalars (F.cv2_scalar):
+    Normalize, ToFloat. Ends a colour program."""
+
+    subtract: tuple[float, ...]
+    multiply: tuple[float, ...]
+
+
+ColourOp = Lut | ContrastLut | HsvLut | ChannelMix | ChannelOrder | FloatLut | FloatAffine
+ENDS_UINT8 = (FloatLut, FloatAffine)
+READS_STATISTICS = (ContrastLut,)
+
+
+def apply_colour(image: np.ndarray, ops: list) -> np.ndarray:
+    """The colour ops in order, in as few passes as they allow: consecutive tables compose
+    into one (also into the final float table), consecutive HSV tables share one HSV
+    round trip, a channel order moves the tables instead of the pixels."""
+    tables = None  # pending uint8 tables
+    hsv = None  # pending HSV tables
+    for op in ops:
+        if isinstance(op, HsvLut):
+            if tables is not None:
+                image, tables = F.lut_image(image, tables), None
+            hsv = op.tables if hsv is None else [
+                b if a is None else a if b is None else F.compose_tables(a[None], b[None])[0]
+                for a, b in zip(hsv, op.tables)]
+            continue
+        if hsv is not None:
+            image, hsv = F.hsv_lut_image(image, hsv), None
+        if isinstance(op, Lut):
+            tables = F.compose_tables(tables, op.tables)
+        elif isinstance(op, ContrastLut):
+            if tables is not None:  # the mean of the image as it is at this point
+                image, tables = F.lut_image(image, tables), None
+            tables = op.tables(F.gray_mean(image))
+        elif isinstance(op, ChannelOrder):
+            image = np.ascontiguousarray(image[:, :, op.order])
+            if tables is not None and len(tables) > 1:
+                tables = tables[op.order]
+        elif isinstance(op, ChannelMix):
+            if tables is not None:
+                image, tables = F.lut_image(image, tables), None
+            image = F.mix_channels_image(image, op.matrix)
+        elif isinstance(op, FloatLut):
+            final = op.tables if tables is None else np.take_along_axis(
+                op.tables, tables.astype(np.intp), axis=1)
+            image, tables = F.lut_image(image, final), None
+        elif isinstance(op, FloatAffine):
+            if tables is not None:
+                image, tables = F.lut_image(image, tables), None
+            image = F.affine_float_image(image, op.subtract, op.multiply)
+    if hsv is not None:
+        image = F.hsv_lut_image(image, hsv)
+    if tables is not None:
+        image = F.lut_image(image, tables)
+    return image
+
+
+# ---------------------------------------------------------------------------
+# Geometry: a list of Warps applied as one
+# ---------------------------------------------------------------------------
+
+def compose_warps(warps: list[Warp]) -> np.ndarray:
+    matrix = np.eye(3)
+    for warp in warps:
+        matrix = warp.matrix @ matrix
+    return matrix
+
+
+class WarpPlan:
+    """How a list of warps runs as one: the composed matrix, the output size, the
+    quadrilaterals (output pixel indices) of intermediate frames a later warp reaches
+    outside of, and, when one resample cannot reproduce the chain (another border than
+    constant, a map through the horizon), where to split it."""
+
+    def __init__(self, warps: list[Warp], height: int, width: int, matrix: np.ndarray,
+                 clips: list, split: int | None = None):
+        self.warps, self.in_height, self.in_width = warps, height, width
+        self.matrix, self.clips, self.split = matrix, clips, split
+        self.height, self.width = warps[-1].height, warps[-1].width
+
+    def shows_border(self) -> bool:
+        """Whether the output shows any border fill (from outside the input or an
+        intermediate frame)."""
+        if self.clips or self.split is not None:
+            return True
+        if all(w.border is None for w in self.warps):
+            return False
+        back = F.map_corners(F.frame_corners(self.height, self.width), np.linalg.inv(self.matrix))
+        return back is None or not F.inside_frame(back, self.in_height, self.in_width)
+
+
+def plan_warps(warps: list[Warp], height: int, width: int) -> WarpPlan:
+    """Where a later warp reaches outside an earlier one's output, the unfused chain shows
+    that warp's border there (and masks are empty there); one warp from the original would
+    show real pixels instead. Those regions are filled after the warp (constant borders),
+    or the chain is split there."""
+    if len(warps) == 1:
+        return WarpPlan(warps, height, width, warps[0].matrix, [])
+    out_h, out_w = warps[-1].height, warps[-1].width
+    border = next((w.border for w in warps if w.border is not None), None)  # one per segment
+    clips = []
+    after = np.eye(3)  # the warps after k, composed
+    for k in range(len(warps) - 1, 0, -1):
+        after = after @ warps[k].matrix
+        if all(w.border is None for w in warps[k:]):
+            continue  # flips, crops and resizes stay inside their input
+        frame = F.frame_corners(warps[k - 1].height, warps[k - 1].width)
+        quad = F.map_corners(frame, after)
+        if quad is not None and F.covers(quad, out_h, out_w):
+            continue
+        if all(w.border is None for w in warps[:k]):  # flips, turns, crops, resizes before
+            before = F.map_corners(frame, np.linalg.inv(compose_warps(warps[:k])))
+            if before is not None and F.covers(before, height, width):
+                continue  # the frame holds the whole input: the warp's own border does it
+        if quad is None or border is None or border[0] != cv2.BORDER_CONSTANT:
+            return WarpPlan(warps, height, width, np.eye(3), [], split=k)
+        clips.append(quad)
+    return WarpPlan(warps, height, width, compose_warps(warps), clips)
+
+
+def apply_warps(targets: Targets, warps: list[Warp], plan: WarpPlan | None = None) -> Targets:
+    """The warps as one resample of the image and the masks, and one map of the points."""
+    plan = plan or plan_warps(warps, targets.height, targets.width)
+    if plan.split is not None:
+        return apply_warps(apply_warps(targets, warps[:plan.split]), warps[plan.split:])
+    asked = [w.interpolation for w in warps if w.interpolation is not None]
+    interpolation = max(asked, key=F.INTERPOLATION_QUALITY.index) if asked else cv2.INTER_NEAREST
+    border = next((w.border for w in warps if w.border is not None), None)
+    mode, fill = border if border is not None else (cv2.BORDER_REPLICATE, (0.0,))
+    height, width, matrix = plan.height, plan.width, plan.matrix
+    image = F.warp_image(targets.image, matrix, height, width, interpolation=interpolation,
+                         border_mode=mode, fill=fill)
+    if plan.clips:
+        image = F.fill_outside(image.copy() if image is targets.image else image, plan.clips, fill)
+    return Targets(image, F.warp_masks(targets.masks, matrix, height, width, plan.clips),
+                   F.warp_points(targets.points, matrix), targets.box_points)
+
+
+def _with_image(targets: Targets, image: np.ndarray) -> Targets:
+    return Targets(image, targets.masks, targets.points, targets.box_points)
+
+
+# ---------------------------------------------------------------------------
+# A segment: drawn, not yet applied
+# ---------------------------------------------------------------------------
+
+class Segment:
+    """The warps and colour ops drawn since the last barrier, in recipe order.
+
+    `order` has one letter per op: g (warp), c (colour), s (colour reading a statistic of
+    the image), so that the colour pass can be placed where the unfused chain's
+    statistics and border fills are the same."""
+
+    __slots__ = ("height", "width", "channels", "dtype", "warps", "colour", "order")
+
+    def __init__(self, targets: Targets):
+        image = targets.image
+        self.height, self.width = image.shape[:2]  # the image size after the pending warps
+        self.channels = image.shape[2] if image.ndim == 3 else 1
+        self.dtype = image.dtype  # the image's dtype after the pending colour ops
+        self.warps: list[Warp] = []
+        self.colour: list = []
+        self.order: list[str] = []
+
+    @property
+    def border(self) -> tuple | None:
+        return next((w.border for w in self.warps if w.border is not None), None)
+
+    def accepts_warp(self, warp: Warp) -> bool:
+        if warp.border is not None and self.border not in (None, warp.border):
+            return False  # one resample has one border
+        # A statistic read between two warps could be taken from neither end.
+        return not any(o == "s" and "g" in self.order[:i] for i, o in enumerate(self.order))
+
+    def add_warp(self, warp: Warp) -> None:
+        self.warps.append(warp)
+        self.order.append("g")
+        self.height, self.width = warp.height, warp.width
+
+    def add_colour(self, ops: list) -> None:
+        for op in ops:
+            self.colour.append(op)
+            self.order.append("s" if isinstance(op, READS_STATISTICS) else "c")
+            if isinstance(op, ENDS_UINT8):
+                self.dtype = np.dtype(np.float32)
+
+    def apply(self, targets: Targets) -> Targets:
+        if not self.colour:
+            return apply_warps(targets, self.warps) if self.warps else targets
+        if not self.warps:
+            return _with_image(targets, apply_colour(targets.image, self.colour))
+        plan = plan_warps(self.warps, targets.height, targets.width)
+        if self._colour_first(targets, plan):
+            targets = _with_image(targets, apply_colour(targets.image, self.colour))
+            return apply_warps(targets, self.warps, plan)
+        targets = apply_warps(targets, self.warps, plan)
+        return _with_image(targets, apply_colour(targets.image, self.colour))
+
+    def _colour_first(self, targets: Targets, plan: WarpPlan) -> bool:
+        """Colour before the warp or after it. Where a statistic is read: as unfused.
+        Otherwise where the recipe has most of the colour ops (the border fill the warp
+        shows is then coloured as unfused), unless the other side has at most half the
+        pixels and the warp shows no border."""
+        order = self.order
+        stats = [i for i, o in enumerate(order) if o == "s"]
+        if any("g" in order[i + 1:] for i in stats):
+            return True  # the statistic of the image before the warps, as unfused
+        if any("g" in order[:i] for i in stats):
+            return False
+        first_warp = order.index("g")
+        as_recipe_first = sum(1 for i, o in enumerate(order) if o != "g" and i < first_warp) * 2 > len(self.colour)
+        in_pixels, out_pixels = targets.height * targets.width, self.height * self.width
+        floats = any(isinstance(op, ENDS_UINT8) for op in self.colour)
+        smaller_other_side = (out_pixels * 2 <= in_pixels) if as_recipe_first else \
+            (in_pixels * 2 <= out_pixels and not floats)
+        if smaller_other_side and not plan.shows_border():
+            return not as_recipe_first
+        return as_recipe_first
+
+
+# ---------------------------------------------------------------------------
+# The chain's items
+# ---------------------------------------------------------------------------
+
+class OwnItem:
+    """An imgsynth transform: geometric ones (with a `warp` method) fuse; the others
+    (noise) are barriers and run as they are."""
+
+    def __init__(self, transform):
+        self.transform = transform
+        self.geometric = hasattr(transform, "warp")
+
+    def kind(self, segment: Segment) -> str:
+        return "geometry" if self.geometric else "barrier"
+
+    def draw_warp(self, rng: np.random.Generator, segment: Segment) -> Warp | None:
+        if rng.random() >= self.transform.p:  # Transform.__call__'s draw
+            return None
+        return self.transform.warp(rng, segment.height, segment.width)
+
+    def run(self, targets: Targets, rng: np.random.Generator, py_random) -> Targets:
+        return self.transform(targets, rng)
+
+
+class RunStart:
+    """The start of a run of consecutive albumentations transforms: the unfused pipeline
+    gives each run one Compose, seeded from the sample's Generator before the call; the
+    Compose then draws its own p."""
+
+    def __init__(self, items: list[AlbumentationsItem]):
+        self.items = items
+
+    def start(self, rng: np.random.Generator, py_random: random.Random) -> None:
+        py_random.seed(derived_int_seed(rng))
+        for item in self.items:
+            item.transform.set_random_state(rng, py_random)
+        py_random.random()  # Compose.__call__: `self.py_random.random() < self.p`
+
+
+class AlbumentationsItem:
+    """One albumentations transform. Fusable ones have their parameters drawn by
+    albumentations' own code (should_apply, get_params, get_params_dependent_on_data, in
+    the order BasicTransform.__call__ uses) and become a Warp or colour ops; the others
+    are barriers."""
+
+    def __init__(self, name: str, params: dict[str, Any]):
+        from imgsynth.augment.pipeline import AlbumentationsStep, make_transform
+
+        self.name = name
+        self.transform = make_transform(name, params)
+        self.geometry = GEOMETRY.get(name) if _geometry_fusable(self.transform) else None
+        self.colour = COLOUR.get(name) if _colour_fusable(self.transform) else None
+        self.image_only = _is_image_only(self.transform)
+        self.fixed_ops: dict[int, list] = {}
+        # Barrier transforms that move labels run through a Compose of their own (keypoints
+        # and boxes converted as in the unfused pipeline), called with force_apply so that
+        # it skips the p draw its run's Compose already made.
+        self.step = None if self.image_only else AlbumentationsStep([(name, params)])
+
+    def kind(self, segment: Segment) -> str:
+        if self.geometry is not None:
+            return "geometry"
+        if self.colour is not None and segment.dtype == np.uint8 and \
+                self.colour.accepts(self.transform, segment.channels):
+            return "colour"
+        return "barrier"
+
+    def draw(self, shape: tuple[int, ...], dtype: np.dtype, image: np.ndarray | None = None):
+        """The transform's parameters for this sample, or None when its p says no."""
+        t = self.transform
+        if not t.should_apply():
+            return None
+        data = {"image": image if image is not None else _placeholder(shape, dtype)}
+        params = t.update_transform_params(t.get_params(), data)
+        params.update(t.get_params_dependent_on_data(params, data))
+        return params
+
+    def draw_warp(self, rng, segment: Segment) -> Warp | None:
+        params = self.draw((segment.height, segment.width, segment.channels), segment.dtype)
+        if params is None:
+            return None
+        return self.geometry(self.transform, params, segment.height, segment.width)
+
+    def draw_colour(self, segment: Segment) -> list:
+        params = self.draw((segment.height, segment.width, segment.channels), segment.dtype)
+        if params is None:
+            return []
+        if not self.colour.fixed:
+            return self.colour.ops(self.transform, params, segment.channels)
+        ops = self.fixed_ops.get(segment.channels)
+        if ops is None:
+            ops = self.fixed_ops[segment.channels] = self.colour.ops(self.transform, params, segment.channels)
+        return ops
+
+    def run(self, targets: Targets, rng: np.random.Generator, py_random: random.Random) -> Targets:
+        if self.image_only:
+            image = targets.image
+            params = self.draw(image.shape, image.dtype, image)
+            if params is None:
+                return targets
+            out = np.ascontiguousarray(self.transform.apply(np.ascontiguousarray(image), **params))
+            if out.ndim == 2 and image.ndim == 3:
+                out = out[:, :, None]
+            return _with_image(targets, out)
+        return self.step(targets, rng, py_random=py_random)
+
+
+def _placeholder(shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
+    """An image of the given shape and dtype without its memory (parameters of fusable
+    transforms depend on the shape only)."""
+    key = (shape, np.dtype(dtype))
+    found = _PLACEHOLDERS.get(key)
+    if found is None:
+        if len(_PLACEHOLDERS) > 256:
+            _PLACEHOLDERS.clear()
+        found = _PLACEHOLDERS[key] = np.broadcast_to(np.zeros((1,) * len(shape), dtype=dtype), shape)
+    return found
+
+
+_PLACEHOLDERS: dict = {}
+
+
+def _is_image_only(transform) -> bool:
+    from albumentations.core.transforms_interface import ImageOnlyTransform
+
+    return isinstance(transform, ImageOnlyTransform)
+
+
+class FusedChain:
+    """The compiled transform list: called like a pipeline step, `chain(targets, rng)`."""
+
+    def __init__(self, entries: list[tuple[str, dict[str, Any]]]):
+        from albumentations.augmentations.geometric.distortion import BaseDistortion
+
+        from imgsynth.augment.pipeline import OWN_PREFIX, make_transform
+
+        self.items: list = []
+        run: list[AlbumentationsItem] = []
+        for name, params in entries + [("", {})]:
+            if name.startswith(OWN_PREFIX) or not name:
+                if run:
+                    self.items += [RunStart(run), *run]
+                    run = []
+                if name:
+                    self.items.append(OwnItem(make_transform(name, params)))
+            else:
+                run.append(AlbumentationsItem(name, params))
+        self.warps_nonlinearly = any(isinstance(getattr(i, "transform", None), BaseDistortion)
+                                     for i in self.items)
+        self.py_random = random.Random(0)
+
+    def __call__(self, targets: Targets, rng: np.random.Generator) -> Targets:
+        segment = Segment(targets)
+        py_random = self.py_random
+        for item in self.items:
+            if item.__class__ is RunStart:
+                item.start(rng, py_random)
+                continue
+            kind = item.kind(segment)
+            if kind == "geometry":
+                warp = item.draw_warp(rng, segment)
+                if warp is None:
+                    continue
+                if not segment.accepts_warp(warp):
+                    targets = segment.apply(targets)
+                    segment = Segment(targets)
+                segment.add_warp(warp)
+            elif kind == "colour":
+                segment.add_colour(item.draw_colour(segment))
+            else:
+                if segment.warps or segment.colour:
+                    targets = segment.apply(targets)
+                targets = item.run(targets, rng, py_random)
+                segment = Segment(targets)
+        return segment.apply(targets)
+
+
+# ---------------------------------------------------------------------------
+# albumentations geometric transforms as Warps: (transform, params, h, w) -> Warp
+# ---------------------------------------------------------------------------
+
+def _border(t) -> tuple[int, tuple[float, ...]]:
+    return int(t.border_mode), F.fill_tuple(t.fill)
+
+
+def _hflip(t, params, h, w):
+    return Warp(F.hflip_matrix(w), h, w)
+
+
+def _vflip(t, params, h, w):
+    return Warp(F.vflip_matrix(h), h, w)
+
+
+def _transpose(t, params, h, w):
+    return Warp(F.transpose_matrix(), w, h)
+
+
+def _rot90(t, params, h, w):
+    return Warp(*F.rot90_matrix(int(params["factor"]), h, w))
+
+
+_D4 = {"e": (), "r90": ("r", 1), "r180": ("r", 2), "r270": ("r", 3), "v": ("v",), "h": ("h",),
+       "t": ("t",), "hvt": ("r", 2, "t")}
+
+
+def _d4(t, params, h, w):
+    steps = _D4[params["group_element"]]
+    matrix, height, width = np.eye(3), h, w
+    if steps[:1] == ("r",):
+        matrix, height, width = F.rot90_matrix(steps[1], h, w)
+        steps = steps[2:]
+    for step in steps:
+        if step == "v":
+            matrix = F.vflip_matrix(height) @ matrix
+        elif step == "h":
+            matrix = F.hflip_matrix(width) @ matrix
+        else:
+            matrix, height, width = F.transpose_matrix() @ matrix, width, height
+    return Warp(matrix, height, width)
+
+
+def _affine(t, params, h, w):
+    out_h, out_w = (int(np.round(v)) for v in params["output_shape"][:2])
+    return Warp(F.as_3x3(params["matrix"]), out_h, out_w, int(t.interpolation), _border(t))
+
+
+def _rotate(t, params, h, w):
+    warp = Warp(F.as_3x3(params["matrix"]), h, w, int(t.interpolation), _border(t))
+    if t.crop_border:
+        x0, x1, y0, y1 = params["x_min"], params["x_max"], params["y_min"], params["y_max"]
+        warp = Warp(F.translation_matrix(-x0, -y0) @ warp.matrix, y1 - y0, x1 - x0,
+                    warp.interpolation, warp.border)
+    return warp
+
+
+def _perspective(t, params, h, w):
+    matrix = F.as_3x3(params["matrix"])
+    max_h, max_w = params["max_height"], params["max_width"]
+    if t.keep_size:
+        return Warp(np.diag([w / max_w, h / max_h, 1.0]) @ matrix, h, w, int(t.interpolation), _border(t))
+    return Warp(matrix, max_h, max_w, int(t.interpolation), _border(t))
+
+
+def _resized_crop(t, params, h, w):
+    x0, y0, x1, y1 = params["crop_coords"]
+    out_h, out_w = t.size
+    matrix = F.resize_matrix(y1 - y0, x1 - x0, out_h, out_w) @ F.translation_matrix(-x0, -y0)
+    return Warp(matrix, out_h, out_w, int(t.interpolation))
+
+
+def _resize(t, params, h, w):
+    return Warp(F.resize_matrix(h, w, t.height, t.width), t.height, t.width, int(t.interpolation))
+
+
+def _random_scale(t, params, h, w):  # fgeometric.scale: int() of the scaled size
+    out_h, out_w = int(h * params["scale"]), int(w * params["scale"])
+    return Warp(F.resize_matrix(h, w, out_h, out_w), out_h, out_w, int(t.interpolation))
+
+
+def _max_size(t, params, h, w):  # MaxSizeTransform.apply
+    out_h, out_w = max(1, round(h * params["scale"])), max(1, round(w * params["scale"]))
+    return Warp(F.resize_matrix(h, w, out_h, out_w), out_h, out_w, int(t.interpolation))
+
+
+def _crop(t, params, h, w):
+    matrix, border = np.eye(3), None
+    pad = params.get("pad_params")
+    if pad is not None and any(pad[k] for k in ("pad_top", "pad_bottom", "pad_left", "pad_right")):
+        matrix, border = F.translation_matrix(pad["pad_left"], pad["pad_top"]), _border(t)
+    x0, y0, x1, y1 = params["crop_coords"]
+    return Warp(F.translation_matrix(-x0, -y0) @ matrix, y1 - y0, x1 - x0, None, border)
+
+
+def _pad(t, params, h, w):
+    top, bottom, left, right = (params[k] for k in ("pad_top", "pad_bottom", "pad_left", "pad_right"))
+    return Warp(F.translation_matrix(left, top), h + top + bottom, w + left + right, None, _border(t))
+
+
+GEOMETRY = {
+    "HorizontalFlip": _hflip, "VerticalFlip": _vflip, "Transpose": _transpose,
+    "RandomRotate90": _rot90, "D4": _d4, "SquareSymmetry": _d4,
+    "Affine": _affine, "ShiftScaleRotate": _affine, "SafeRotate": _affine, "Rotate": _rotate,
+    "Perspective": _perspective,
+    "RandomResizedCrop": _resized_crop, "RandomSizedCrop": _resized_crop,
+    "Resize": _resize, "RandomScale": _random_scale,
+    "LongestMaxSize": _max_size, "SmallestMaxSize": _max_size,
+    "Crop": _crop, "CenterCrop": _crop, "RandomCrop": _crop, "RandomCropFromBorders": _crop,
+    "Pad": _pad, "PadIfNeeded": _pad,
+}
+
+
+def _geometry_fusable(t) -> bool:
+    """Fusable as configured: the class is known, applies its parameters as the converter
+    reads them, and resamples the way one warp can (INTER_AREA averages, which a warp
+    does not; albumentations' Affine subclasses must not change `apply`)."""
+    name = type(t).__name__
+    if name not in GEOMETRY:
+        return False
+    import albumentations as A
+
+    if name in ("ShiftScaleRotate", "SafeRotate") and type(t).apply is not A.Affine.apply:
+        return False
+    if getattr(t, "area_for_downscale", None) is not None:
+        return False
+    return getattr(t, "interpolation", cv2.INTER_LINEAR) in F.INTERPOLATION_QUALITY
+
+
+# ---------------------------------------------------------------------------
+# albumentations colour transforms as colour ops
+# ---------------------------------------------------------------------------
+
+@dataclass
+class ColourKind:
+    """How a colour transform becomes ops: `ops(transform, params, channels)`, for the
+    channel counts `accepts(transform, channels)` allows (uint8 images only). `fixed`:
+    the ops do not depend on the drawn parameters (made once per channel count)."""
+
+    ops: Any
+    channels: tuple[int, ...] = (1, 3)
+    fixed: bool = False
+
+    def accepts(self, transform, channels: int) -> bool:
+        return channels in self.channels
+
+
+def _ramp_ops(t, params, channels):
+    """A point-wise transform's tables: the transform applied to a ramp of all 256 levels
+    (its own code, so the tables hold exactly the values it computes per pixel)."""
+    out = np.asarray(t.apply(F.ramp_image(channels), **params))
+    tables = F.tables_of(out)
+    return [FloatLut(tables.astype(np.float32)) if out.dtype != np.uint8 else Lut(tables)]
+
+
+def _brightness_contrast_ops(t, params, channels):
+    """RandomBrightnessContrast: x * alpha + beta, saturated (albucore.multiply_add's table)."""
+    # python floats, as albucore's convert_value makes them: the table is computed in float32
+    table = np.clip(_LEVELS * float(params["alpha"]) + float(params["beta"]), 0, 255).astype(np.uint8)
+    return [Lut(table[None])]
+
+
+def _color_jitter_ops(t, params, channels):
+    """ColorJitter's four adjustments in its drawn order, each as albumentations computes it
+    (adjust_*_torchvision); the saturation blend with the gray image as one channel mix."""
+    ops = []
+    for i in params["order"]:
+        if i == 0 and params["brightness"] != 1:
+            # albucore.multiply's table; a factor of 0 is all black
+            f = np.float32(params["brightness"])
+            ops.append(Lut(np.clip(_LEVELS * f, 0, 255).astype(np.uint8)[None]))
+        elif i == 1 and params["contrast"] != 1:
+            ops.append(ContrastLut(params["contrast"]))
+        elif i == 2 and params["saturation"] != 1 and channels == 3:
+            f = params["saturation"]
+            ops.append(ChannelMix(f * _EYE3 + (1 - f) * _GRAY_ROWS))
+        elif i == 3 and params["hue"] != 0 and channels == 3:
+            hue = np.mod(_LEVELS_INT16 + 180 * params["hue"], 180).astype(np.uint8)
+            if (hue[:180] != _IDENTITY[:180]).any():  # a shift under one step changes nothing
+                ops.append(HsvLut([hue, None, None]))
+    return ops
+
+
+_IDENTITY = np.arange(256, dtype=np.uint8)
+_LEVELS_INT16 = np.arange(256, dtype=np.int16)
+_EYE3 = np.eye(3)
+_GRAY_ROWS = np.tile(F.GRAY_WEIGHTS, (3, 1))
+
+
+def _hsv_ops(t, params, channels):
+    """HueSaturationValue (fpixel.shift_hsv): hue shifted modulo 180, saturation and value
+    shifted and saturated (albucore.add_constant's tables), gray pixels (S = 0) kept gray."""
+    from albucore import add_constant
+
+    hue_shift, sat_shift, val_shift = params["hue_shift"], params["sat_shift"], params["val_shift"]
+    if hue_shift == 0 and sat_shift == 0 and val_shift == 0:
+        return []
+    ramp = _IDENTITY.reshape(1, 256)
+    hue = np.mod(_LEVELS_INT16 + hue_shift, 180).astype(np.uint8) if hue_shift else None
+    sat = None
+    if sat_shift:
+        sat = np.asarray(add_constant(ramp, sat_shift)).reshape(256).copy()
+        sat[0] = 0
+    val = np.asarray(add_constant(ramp, val_shift)).reshape(256) if val_shift else None
+    return [HsvLut([hue, sat, val])]
+
+
+def _channel_shuffle_ops(t, params, channels):
+    return [ChannelOrder(list(params["channels_shuffled"]))]
+
+
+class _NormalizeKind(ColourKind):
+    def accepts(self, transform, channels: int) -> bool:
+        count = np.size(transform.mean_np)
+        return transform.normalization == "standard" and count in (1, channels)
+
+
+def _normalize_ops(t, params, channels):
+    """albumentations' formula: (x - mean * max_pixel_value) / (std * max_pixel_value)."""
+    return [FloatAffine(F.cv2_scalar(t.mean_np, channels), F.cv2_scalar(t.denominator, channels))]
+
+
+def _to_float_ops(t, params, channels):
+    from albumentations.core.type_definitions import MAX_VALUES_BY_DTYPE
+
+    top = t.max_value if t.max_value is not None else MAX_VALUES_BY_DTYPE[np.dtype(np.uint8)]
+    return [FloatAffine(F.cv2_scalar(0.0, channels), F.cv2_scalar(1.0 / top, channels))]
+
+
+COLOUR = {
+    "RandomBrightnessContrast": ColourKind(_brightness_contrast_ops),
+    "RandomGamma": ColourKind(_ramp_ops),
+    "InvertImg": ColourKind(_ramp_ops, fixed=True),
+    "Posterize": ColourKind(_ramp_ops),
+    "Solarize": ColourKind(_ramp_ops),
+    "RandomToneCurve": ColourKind(_ramp_ops),
+    "ToFloat": ColourKind(_to_float_ops, fixed=True),
+    "Normalize": _NormalizeKind(_normalize_ops, fixed=True),
+    "ColorJitter": ColourKind(_color_jitter_ops),
+    "HueSaturationValue": ColourKind(_hsv_ops, channels=(3,)),
+    "ChannelShuffle": ColourKind(_channel_shuffle_ops, channels=(3,)),
+}
+
+
+def _colour_fusable(t) -> bool:
+    """Fusable as configured: parameters that do not read the image (RandomBrightnessContrast
+    with brightness_by_max: false takes the image mean while drawing)."""
+    name = type(t).__name__
+    if name not in COLOUR:
+        return False
+    return getattr(t, "brightness_by_max", True)
+
