@@ -102,10 +102,13 @@ def target_to_instances(target: dict | None) -> list[Instance]:
     boxes = boxes_to_xyxy(target.get("boxes", torch.zeros(0, 4))).double().numpy()
     labels = torch.as_tensor(target.get("labels", torch.zeros(len(boxes)))).reshape(-1).tolist()
     masks = target.get("masks")
+    if masks is not None:
+        masks = torch.as_tensor(masks).as_subclass(torch.Tensor).detach().cpu().numpy()
+        masks = masks if masks.dtype == bool else masks != 0  # one pass for all masks
     keypoints = target.get("keypoints")
     instances = []
     for i, box in enumerate(boxes):
-        mask = torch.as_tensor(masks[i]).numpy().astype(bool) if masks is not None else None
+        mask = masks[i] if masks is not None else None
         points = None if keypoints is None else \
             torch.as_tensor(keypoints[i]).as_subclass(torch.Tensor).double().numpy()
         instances.append(Instance(class_name=str(int(labels[i])), bbox_xyxy=tuple(box.tolist()),
@@ -124,7 +127,8 @@ def instances_to_target(instances: list[Instance], target: dict, height: int, wi
     out["boxes"] = xyxy_to_boxes_like(target.get("boxes"), boxes, height, width)
     out["labels"] = torch.tensor([int(inst.class_name) for inst in instances], dtype=torch.int64)
     if "masks" in target:
-        masks = (torch.from_numpy(np.stack([inst.mask for inst in instances]).astype(np.uint8))
+        # bool masks viewed as 0/1 bytes after the one copy np.stack makes
+        masks = (torch.from_numpy(np.stack([inst.mask for inst in instances]).view(np.uint8))
                  if instances else torch.zeros((0, height, width), dtype=torch.uint8))
         if type(target["masks"]).__name__ == "Mask":  # tv_tensors.Mask
             from torchvision import tv_tensors
