@@ -20,7 +20,9 @@ class BatchAugment:
     """Per-sample random augmentation of a (B, C, H, W) batch on any device.
 
     Each sample draws its own flip/rot90/angle/brightness/contrast/noise from a
-    torch.Generator seeded from (seed, batch_index). Boxes (list of (N_i, 4) xyxy
+    torch.Generator seeded from (seed, batch_index). With a rotation, a sample's flips,
+    quarter turns and rotation are one matrix and the batch is resampled once (one
+    grid_sample); without, flips and turns are exact copies. Boxes (list of (N_i, 4) xyxy
     tensors, or tv_tensors.BoundingBoxes in any axis-aligned format, returned in it) and
     masks (list of (N_i, H, W)) follow; with masks, boxes are their tight boxes. Images
     may be uint8 (0..255) or float (0..1); the dtype is kept.
@@ -65,34 +67,36 @@ class BatchAugment:
         given_boxes = boxes
         boxes = [boxes_to_xyxy(bx).float() for bx in boxes] if boxes is not None else None
 
-        # 2. Exact geometry: flips and quarter turns move pixels and labels exactly.
-        x = rot90_images(vflip_images(hflip_images(x, hflip), vflip), k90)
-        for i in range(b):
-            k = int(k90[i])
-            if masks is not None:
-                m = masks[i]
-                if hflip[i]:
-                    m = hflip_masks(m)
-                if vflip[i]:
-                    m = vflip_masks(m)
-                masks[i] = rot90_masks(m, k)
-            if boxes is not None:
-                bx = boxes[i]
-                if hflip[i]:
-                    bx = hflip_boxes(bx, w)
-                if vflip[i]:
-                    bx = vflip_boxes(bx, h)
-                boxes[i] = rot90_boxes(bx, k, h, w)
-
-        # 3. Rotation by any angle (grid_sample), only when asked for.
         if self.rotate_limit > 0:
-            grids = rotation_grids(angle, x.shape)
-            x = rotate_images(x, grids)
+            # 2. Flips, quarter turns and the rotation as one matrix per sample: one
+            #    grid_sample for the whole batch, the same grid for each sample's masks.
+            matrices = geometry_matrices(hflip, vflip, k90, angle, h, w)
+            grids = affine_grids(matrices, x.shape, dev)
+            x = warp_images(x, grids)
             for i in range(b):
                 if masks is not None and len(masks[i]):
-                    masks[i] = rotate_masks(masks[i], grids[i])
+                    masks[i] = warp_masks(masks[i], grids[i])
                 if boxes is not None:
-                    boxes[i] = rotate_boxes(boxes[i], float(angle[i]), h, w)
+                    boxes[i] = warp_boxes(boxes[i], matrices[i], h, w)
+        else:
+            # 2. Flips and quarter turns only: exact copies, no resampling at all.
+            x = rot90_images(vflip_images(hflip_images(x, hflip), vflip), k90)
+            for i in range(b):
+                k = int(k90[i])
+                if masks is not None:
+                    m = masks[i]
+                    if hflip[i]:
+                        m = hflip_masks(m)
+                    if vflip[i]:
+                        m = vflip_masks(m)
+                    masks[i] = rot90_masks(m, k)
+                if boxes is not None:
+                    bx = boxes[i]
+                    if hflip[i]:
+                        bx = hflip_boxes(bx, w)
+                    if vflip[i]:
+                        bx = vflip_boxes(bx, h)
+                    boxes[i] = rot90_boxes(bx, k, h, w)
 
         # 4. Photometric: contrast about the image mean, brightness, Gaussian noise.
         x = brightness_contrast_images(x, gain, bias)
@@ -164,53 +168,65 @@ def rot90_boxes(boxes_xyxy: torch.Tensor, k: int, height: int, width: int) -> to
 
 
 # ---------------------------------------------------------------------------
-# Rotation by any angle (grid_sample)
+# Any geometry: one matrix per sample, one grid_sample per batch
 # ---------------------------------------------------------------------------
 
-def rotation_grids(angle_deg: torch.Tensor, shape: torch.Size) -> torch.Tensor:
-    """affine_grid sampling grids (B, H, W, 2) rotating each image of a batch of `shape`
-    counter-clockwise by angle_deg[i] about its centre, in pixel geometry (aspect-correct)."""
+def geometry_matrices(hflip: torch.Tensor, vflip: torch.Tensor, k90: torch.Tensor, angle_deg: torch.Tensor,
+                      height: int, width: int) -> torch.Tensor:
+    """(B, 3, 3) float64 matrices, input pixel index -> output pixel index: each sample's
+    horizontal flip, vertical flip, quarter turns (counter-clockwise) and rotation by any
+    angle (counter-clockwise about the image centre), in that order, composed (the
+    per-sample kernels of imgsynth.augment.functional)."""
+    from imgsynth.augment import functional as F
+
+    out = []
+    for hf, vf, k, a in zip(hflip.tolist(), vflip.tolist(), k90.tolist(), angle_deg.tolist()):
+        matrix = np.eye(3)
+        if hf:
+            matrix = F.hflip_matrix(width) @ matrix
+        if vf:
+            matrix = F.vflip_matrix(height) @ matrix
+        turn, _, _ = F.rot90_matrix(int(k), height, width)
+        rotation, _, _ = F.rotation_matrix(a, height, width, expand=False)
+        out.append(F.as_3x3(rotation) @ turn @ matrix)
+    return torch.from_numpy(np.stack(out))
+
+
+def affine_grids(matrices: torch.Tensor, shape: torch.Size, device: torch.device | str = "cpu") -> torch.Tensor:
+    """affine_grid sampling grids (B, H, W, 2) on `device` for pixel-index matrices (input ->
+    output, same size in and out), in grid_sample's normalized coordinates (align_corners=False)."""
     h, w = shape[-2:]
-    a = torch.deg2rad(angle_deg)
-    cos, sin = torch.cos(a), torch.sin(a)
-    # Output -> input in normalized coordinates.
-    theta = torch.zeros(len(a), 2, 3, device=a.device)
-    theta[:, 0, 0] = cos
-    theta[:, 0, 1] = -sin * h / w
-    theta[:, 1, 0] = sin * w / h
-    theta[:, 1, 1] = cos
-    return torch.nn.functional.affine_grid(theta, list(shape), align_corners=False)
+    to_normal = torch.tensor([[2.0 / w, 0.0, 1.0 / w - 1.0], [0.0, 2.0 / h, 1.0 / h - 1.0], [0.0, 0.0, 1.0]],
+                             dtype=torch.float64)
+    theta = to_normal @ torch.linalg.inv(matrices) @ torch.linalg.inv(to_normal)  # output -> input
+    return torch.nn.functional.affine_grid(theta[:, :2].float().to(device), list(shape), align_corners=False)
 
 
-def rotate_images(images: torch.Tensor, grids: torch.Tensor) -> torch.Tensor:
+def warp_images(images: torch.Tensor, grids: torch.Tensor) -> torch.Tensor:
     """Bilinear, zeros outside."""
     return torch.nn.functional.grid_sample(images, grids, mode="bilinear", padding_mode="zeros",
                                            align_corners=False)
 
 
-def rotate_masks(masks: torch.Tensor, grid: torch.Tensor) -> torch.Tensor:
+def warp_masks(masks: torch.Tensor, grid: torch.Tensor) -> torch.Tensor:
     """One sample's (N, H, W) masks through its (H, W, 2) grid, nearest (labels stay labels)."""
     m = masks[:, None].float()
     g = grid[None].expand(len(m), -1, -1, -1)
     return torch.nn.functional.grid_sample(m, g, mode="nearest", align_corners=False)[:, 0].to(masks.dtype)
 
 
-def rotate_boxes(boxes_xyxy: torch.Tensor, angle_deg: float, height: int, width: int) -> torch.Tensor:
-    """Box around the rotated corners (largest_box), clipped to the image."""
-    bx = boxes_xyxy
-    if len(bx) == 0:
-        return bx
-    a = np.deg2rad(angle_deg)
-    cos, sin = float(np.cos(a)), float(np.sin(a))
-    cx, cy = width / 2, height / 2
-    corners = torch.stack([bx[:, [0, 1]], bx[:, [2, 1]], bx[:, [2, 3]], bx[:, [0, 3]]], 1)
-    dx, dy = corners[..., 0] - cx, corners[..., 1] - cy
-    # Counter-clockwise on screen (y down): x' = cos dx + sin dy, y' = -sin dx + cos dy.
-    rx, ry = cx + cos * dx + sin * dy, cy - sin * dx + cos * dy
-    out = torch.stack([rx.min(1).values, ry.min(1).values, rx.max(1).values, ry.max(1).values], -1)
+def warp_boxes(boxes_xyxy: torch.Tensor, matrix: torch.Tensor, height: int, width: int) -> torch.Tensor:
+    """Box around the moved corners (largest_box), clipped to the image; the matrix works
+    on pixel indices, boxes on continuous coordinates (pixel i spans i..i+1)."""
+    if len(boxes_xyxy) == 0:
+        return boxes_xyxy
+    bx = boxes_xyxy.double().cpu()
+    corners = torch.stack([bx[:, [0, 1]], bx[:, [2, 1]], bx[:, [2, 3]], bx[:, [0, 3]]], 1) - 0.5
+    moved = corners @ matrix[:2, :2].T + matrix[:2, 2] + 0.5
+    out = torch.cat([moved.min(1).values, moved.max(1).values], -1)
     out[:, [0, 2]] = out[:, [0, 2]].clamp(0, width)
     out[:, [1, 3]] = out[:, [1, 3]].clamp(0, height)
-    return out
+    return out.to(boxes_xyxy.dtype).to(boxes_xyxy.device)
 
 
 # ---------------------------------------------------------------------------

@@ -1,5 +1,6 @@
 """imgsynth.torch.BatchAugment: per-sample parameters, labels that follow, box formats kept."""
 
+import pytest
 import torch
 
 from imgsynth.torch import BatchAugment
@@ -47,3 +48,41 @@ def test_batched_path_takes_and_returns_bounding_boxes_in_their_format():
     _, out, _ = BatchAugment(seed=0, hflip=1.0)(images, boxes, batch_index=0)
     assert all(isinstance(b, tv_tensors.BoundingBoxes) and b.format == boxes[0].format for b in out)
     assert [b.tolist() for b in out] == [[[8.0, 4.0, 10.0, 6.0]]] * 2  # x -> W - x - w, still XYWH
+
+
+def test_flips_turns_and_rotation_are_one_grid_sample_per_batch(monkeypatch):
+    """A sample's flips, quarter turns and rotation compose into one matrix: the batch's
+    images are resampled once (before: exact flips, then a rotation), its masks by the same
+    grid, and the masks are those of imgsynth's per-sample warp of that matrix."""
+    import cv2
+    import numpy as np
+
+    from imgsynth.torch import batch as batch_module
+
+    calls = []
+    original = torch.nn.functional.grid_sample
+    monkeypatch.setattr(torch.nn.functional, "grid_sample",
+                        lambda x, *a, **k: calls.append(tuple(x.shape)) or original(x, *a, **k))
+    for name in ("hflip_images", "vflip_images", "rot90_images"):  # no pass of their own
+        monkeypatch.setattr(batch_module, name, lambda *a, name=name: pytest.fail(f"{name} ran"))
+    size, n = 40, 6
+    images = torch.zeros(n, 3, size, size, dtype=torch.uint8)
+    masks = [torch.zeros(1, size, size, dtype=torch.uint8) for _ in range(n)]
+    for m in masks:
+        m[0, 6:20, 9:30] = 1
+    boxes = [torch.tensor([[9.0, 6.0, 30.0, 20.0]]) for _ in range(n)]
+    augment = BatchAugment(seed=3, hflip=0.5, vflip=0.5, rot90=0.5, rotate_limit=25)
+    out, out_boxes, out_masks = augment(images, boxes, masks, batch_index=0)
+    assert calls.count((n, 3, size, size)) == 1  # the images: one grid_sample for the batch
+    gen = augment.generator(0, images.device)
+    u = [torch.rand(n, generator=gen) for _ in range(3)]
+    k90 = torch.where(u[2] < 0.5, torch.randint(1, 4, (n,), generator=gen), 0)
+    angle = -25 + 50 * torch.rand(n, generator=gen)
+    matrices = batch_module.geometry_matrices(u[0] < 0.5, u[1] < 0.5, k90, angle, size, size)
+    assert len({tuple(m.flatten().tolist()) for m in matrices}) == n
+    for i in range(n):
+        expected = cv2.warpAffine(masks[i][0].numpy(), matrices[i][:2].numpy(), (size, size), flags=cv2.INTER_NEAREST)
+        got = out_masks[i][0].numpy()
+        assert (got == expected).mean() > 0.99
+        ys, xs = np.nonzero(got)
+        assert out_boxes[i][0].tolist() == [xs.min(), ys.min(), xs.max() + 1, ys.max() + 1]
