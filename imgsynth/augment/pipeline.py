@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from imgsynth.augment import functional as F
+from imgsynth.augment import multi  # noqa: F401 - registers the multi-image transforms
 from imgsynth.augment.transforms import OWN_TRANSFORMS, Targets
 from imgsynth.core.errors import did_you_mean
 from imgsynth.core.rng import derived_int_seed

@@ -16,11 +16,12 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 
 from imgsynth.augment import functional as F
-from imgsynth.augment.pipeline import build_steps, run_steps
+from imgsynth.augment.pipeline import build_steps, make_transform, run_steps
 from imgsynth.augment.transforms import Targets
 from imgsynth.core.boxes import box_area, clip_xyxy, is_empty, points_bbox
 from imgsynth.core.masks import mask_area, mask_polygons, polygons_to_mask, tight_bbox
 from imgsynth.core.sample import Instance, Sample
+from imgsynth.core.errors import RecipeError
 from imgsynth.core.stage import BuildContext, SkipSample
 
 
@@ -38,36 +39,71 @@ class InstanceLayout:
 
 class AugmentStage:
     """The stage an AugmentConfig builds. `ctx` is optional: the stage needs nothing of the
-    run, and the torch layer builds it outside one."""
+    run, and the torch layer builds it outside one (and sets `pool` for multi-image
+    transforms itself)."""
 
     def __init__(self, config, ctx: BuildContext | None = None):
+        from imgsynth.augment.multi import MULTI_IMAGE
+
         self.config = config
-        self.steps = build_steps([(t.name, t.params) for t in config.transforms], fuse=config.fuse)
-        # Nonlinear warps (elastic, grid, optical, piecewise affine, thin-plate spline) bend
-        # edges, so a box's corners or a polygon's vertices no longer bound the object.
-        self.warps_nonlinearly = any(getattr(step, "warps_nonlinearly", False) for step in self.steps)
+        # Runs of transforms that work on one image (steps), and multi-image transforms
+        # (imgsynth.augment.multi) between them; always ending with steps, which apply
+        # min_area / min_visibility.
+        self.parts: list = []
+        run: list = []
+        for t in config.transforms:
+            if t.name in MULTI_IMAGE:
+                if run:
+                    self.parts.append(build_steps(run, fuse=config.fuse))
+                    run = []
+                self.parts.append(make_transform(t.name, t.params))
+            else:
+                run.append((t.name, t.params))
+        self.parts.append(build_steps(run, fuse=config.fuse))
+        self.steps = [step for part in self.parts if isinstance(part, list) for step in part]
+        self.multi_image = [t.name for t in config.transforms if t.name in MULTI_IMAGE]
+        self.pool = getattr(ctx, "samples", None)
+        if ctx is not None and self.multi_image and self.pool is None:
+            raise RecipeError(f"{self.multi_image[0]} combines each sample with other images of its data "
+                              "set, which this recipe's source does not offer", key="stages",
+                              fix="use it after a source of type 'dataset', or in a DataLoader "
+                              "(imgsynth.torch AugmentedDataset / ShardDataset)")
 
     def apply(self, sample: Sample, rng: np.random.Generator) -> Sample:
         if sample.passthrough:
             return sample
+        had = len(sample.instances)
+        for k, part in enumerate(self.parts):
+            if isinstance(part, list):
+                sample = self._transform(sample, part, rng, final=k == len(self.parts) - 1)
+            else:
+                sample = part(sample, rng, self.pool)
+        if self.config.skip_empty and had and not sample.instances:
+            raise SkipSample("augment_no_instances_left",
+                             f"all {had} instances left the image or fell under min_area/min_visibility")
+        return sample
+
+    def _transform(self, sample: Sample, steps: list, rng: np.random.Generator, final: bool) -> Sample:
+        """The steps on the sample's image and labels; min_area / min_visibility apply to
+        the last steps of the list (before a multi-image transform only empties go)."""
         instances = [inst for inst in sample.instances if _has_extent(inst)]
         helpers = [False] * len(instances)
-        if self.warps_nonlinearly:
+        # Nonlinear warps (elastic, grid, optical, piecewise affine, thin-plate spline) bend
+        # edges, so a box's corners or a polygon's vertices no longer bound the object.
+        if any(getattr(step, "warps_nonlinearly", False) for step in steps):
             instances, helpers = _with_helper_masks(instances, *sample.image.shape[:2])
         targets, layouts = instances_to_targets(sample.image, instances, self.config.box_method)
         for layout, helper in zip(layouts, helpers, strict=True):
             layout.helper_mask = helper
-        targets = run_steps(self.steps, targets, rng)
-        kept = targets_to_instances(targets, instances, layouts, min_area=self.config.min_area,
-                                    min_visibility=self.config.min_visibility,
+        targets = run_steps(steps, targets, rng)
+        kept = targets_to_instances(targets, instances, layouts,
+                                    min_area=self.config.min_area if final else 0.0,
+                                    min_visibility=self.config.min_visibility if final else 0.0,
                                     flip_pairs=self.config.keypoint_flip_pairs)
         dropped = len(sample.instances) - len(kept)
-        if self.config.skip_empty and sample.instances and not kept:
-            raise SkipSample("augment_no_instances_left",
-                             f"all {len(sample.instances)} instances left the image or fell under "
-                             "min_area/min_visibility")
-        meta = dict(sample.meta)
+        meta = sample.meta
         if dropped:
+            meta = dict(meta)
             meta["augment_dropped_instances"] = meta.get("augment_dropped_instances", 0) + dropped
         return replace(sample, image=targets.image, instances=kept, meta=meta)
 

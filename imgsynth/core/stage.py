@@ -49,6 +49,9 @@ class BuildContext:
     classes: list[str] | None = None  # the run's class list, when known
     # Built in a worker process of a run: what the driver shared (StageConfig.share) is there.
     in_worker: bool = False
+    # Other samples of the data set, for stages that combine several (imgsynth.augment.multi:
+    # `len(samples)`, `samples.sample(i)`); set by a source that has them (the dataset source).
+    samples: Any = None
 
 
 class Source(Protocol):

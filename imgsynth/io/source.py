@@ -94,6 +94,7 @@ class DatasetSource:
         self.dataset = shared_or_parsed(ctx, config.path, config.format, config.dataset)
         self.per_image = config.per_image
         self.include_originals = config.include_originals
+        ctx.samples = DatasetImages(self.dataset)  # for stages that combine images (Mosaic, MixUp, ...)
 
     def __len__(self) -> int:
         return len(self.dataset) * self.per_image
@@ -116,3 +117,17 @@ class DatasetSource:
         sample.meta = {"source_index": image, "copy": copy}
         sample.passthrough = self.include_originals and copy == 0
         return sample
+
+
+class DatasetImages:
+    """A dataset's images with their labels, as they are on disk, by position: the pool
+    multi-image transforms (imgsynth.augment.multi) draw other images from."""
+
+    def __init__(self, dataset):
+        self.dataset = dataset
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def sample(self, index: int) -> Any:
+        return self.dataset.load(index)

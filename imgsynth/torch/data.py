@@ -87,27 +87,97 @@ class RecipeTransform:
     """`transform(image, target, index=i, epoch=e) -> (image, target)`.
 
     image: HxWxC uint8 numpy array or CxHxW uint8 tensor; the result has the same kind.
+    Multi-image transforms (imgsynth.Mosaic, MixUp, CutMix, CopyPaste) draw their other
+    images from `pool` (`len(pool)`, `pool.sample(i)` -> Sample; AugmentedDataset and
+    ShardDataset give theirs). A target's `class_id` (an image's class) mixed with others'
+    comes back with `class_weights`, a (num_classes,) float tensor of their shares.
     """
 
-    def __init__(self, recipe: Any, seed: int = 0):
+    def __init__(self, recipe: Any, seed: int = 0, *, pool: Any = None, num_classes: int | None = None):
         from imgsynth.augment.stage import AugmentStage
 
         self.config = _augment_config(recipe)
         self.stage = AugmentStage(self.config)
+        self.stage.pool = pool
         self.seed = int(seed)
+        self.num_classes = num_classes
+        self.mixes_labels = any(getattr(part, "mixes_labels", False) for part in self.stage.parts)
 
     def rng(self, index: int, epoch: int) -> np.random.Generator:
         return sample_rng(self.seed, f"augment/epoch/{int(epoch)}", int(index))
 
-    def __call__(self, image, target: dict | None = None, *, index: int, epoch: int = 0):
+    def augment(self, sample: Sample, index: int, epoch: int = 0) -> Sample:
+        """The recipe on one Sample (what __call__ does between converting in and out)."""
         _one_cv2_thread_per_worker()
-        sample = Sample(index=int(index), image=_as_array(image),
-                        instances=target_to_instances(target))
-        out = self.stage.apply(sample, self.rng(index, epoch))
+        return self.stage.apply(sample, self.rng(index, epoch))
+
+    def __call__(self, image, target: dict | None = None, *, index: int, epoch: int = 0):
+        label = target.get("class_id") if isinstance(target, dict) else None
+        sample = Sample(index=int(index), image=_as_array(image), instances=target_to_instances(target),
+                        label=None if label is None else str(int(label)))
+        out = self.augment(sample, index, epoch)
         result = _like(image, out.image)
         if target is None:
             return result
-        return result, instances_to_target(out.instances, target, *out.image.shape[:2])
+        target = instances_to_target(out.instances, target, *out.image.shape[:2])
+        if label is not None and self.mixes_labels:
+            target["class_weights"] = self.class_weights(out)
+        return result, target
+
+    def class_weights(self, sample: Sample) -> torch.Tensor:
+        """(num_classes,) float32 shares of the image classes in a (mixed) sample."""
+        if self.num_classes is None:
+            raise ValueError("the recipe mixes images of different classes (imgsynth.MixUp, CutMix or "
+                             "Mosaic): give num_classes (e.g. AugmentedDataset(..., num_classes=10)) for "
+                             "the soft labels")
+        weights = torch.zeros(self.num_classes, dtype=torch.float32)
+        shares = sample.meta.get("label_weights") or {sample.label: 1.0}
+        for label, share in shares.items():
+            weights[int(label)] += share
+        return weights
+
+
+class SamplesOf:
+    """A map-style dataset's items as Samples, by index: the pool multi-image transforms draw
+    their other images from (items as `(image, target)`, `(image, class)` or images)."""
+
+    def __init__(self, dataset):
+        self.dataset = dataset
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def sample(self, index: int) -> Sample:
+        return item_sample(self.dataset[index], index)
+
+
+def item_sample(item, index: int) -> Sample:
+    if isinstance(item, tuple) and len(item) == 2 and isinstance(item[1], dict):
+        label = item[1].get("class_id")  # a shard record's image class (record_target)
+        return Sample(index=index, image=_as_array(item[0]), instances=target_to_instances(item[1]),
+                      label=None if label is None else str(int(label)))
+    if isinstance(item, tuple):
+        return Sample(index=index, image=_as_array(item[0]), label=str(int(item[1])))
+    return Sample(index=index, image=_as_array(item))
+
+
+class RecentSamples:
+    """The last `capacity` samples a stream gave, as the pool of a streamed dataset (its
+    readers see no other samples)."""
+
+    def __init__(self, capacity: int):
+        from collections import deque
+
+        self.samples: Any = deque(maxlen=max(1, int(capacity)))
+
+    def add(self, sample: Sample) -> None:
+        self.samples.append(sample)
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def sample(self, index: int) -> Sample:
+        return self.samples[index]
 
 
 def _as_array(image) -> np.ndarray:
@@ -172,10 +242,10 @@ class AugmentedDataset(SharedEpoch, torch.utils.data.Dataset):
     alive with `persistent_workers=True` see it too.
     """
 
-    def __init__(self, dataset, recipe: Any, seed: int = 0):
+    def __init__(self, dataset, recipe: Any, seed: int = 0, *, num_classes: int | None = None):
         super().__init__()
         self.dataset = dataset
-        self.transform = RecipeTransform(recipe, seed=seed)
+        self.transform = RecipeTransform(recipe, seed=seed, pool=SamplesOf(dataset), num_classes=num_classes)
 
     def __len__(self) -> int:
         return len(self.dataset)
@@ -186,6 +256,9 @@ class AugmentedDataset(SharedEpoch, torch.utils.data.Dataset):
         if isinstance(item, tuple) and len(item) == 2 and isinstance(item[1], dict | list):
             # a list: COCO annotations (CocoDetection), refused with the fix by the transform
             return self.transform(item[0], item[1], index=index, epoch=self.epoch)
+        if isinstance(item, tuple) and self.transform.mixes_labels:  # (image, class): soft labels
+            out = self.transform.augment(item_sample(item[:2], index), index, self.epoch)
+            return (_like(item[0], out.image), self.transform.class_weights(out), *item[2:])
         if isinstance(item, tuple):  # (image, class label): augment the image only
             return (self.transform(item[0], index=index, epoch=self.epoch), *item[1:])
         return self.transform(item, index=index, epoch=self.epoch)
@@ -248,7 +321,7 @@ class ShardDataset(SharedEpoch, torch.utils.data.IterableDataset):
                 raise InputError("these shards have no classes.json, which augment needs for the "
                                  "label ids", file=str(classes_path),
                                  fix="write the shards again with this version of imgsynth")
-            self.augment = RecipeTransform(augment, seed=seed)
+            self.augment = RecipeTransform(augment, seed=seed, num_classes=len(self.classes))
         self.rank, self.world_size = int(rank), int(world_size)
 
     def __len__(self) -> int:
@@ -266,10 +339,15 @@ class ShardDataset(SharedEpoch, torch.utils.data.IterableDataset):
         raw = (s | {"__shard__": path.name} for path in shards for s in iter_tar_samples(path))
         rng = sample_rng(self.seed, f"shards/buffer/{self.epoch}", reader)
         epoch = self.epoch
+        recent = RecentSamples(self.shuffle_buffer)
+        if self.augment is not None:  # multi-image transforms: the reader's recent samples
+            self.augment.stage.pool = recent
         for sample in buffer_shuffle(raw, self.shuffle_buffer, rng):
             image, record = decode_sample(sample)
             if self.augment is not None:
                 target = record_target(record, self.classes)
+                if self.augment.stage.multi_image:
+                    recent.add(item_sample((image, target), record["index"]))
                 image, target = self.augment(image, target, index=record["index"], epoch=epoch)
                 target["id"] = record["id"]
                 yield image, target

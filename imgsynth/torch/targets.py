@@ -106,13 +106,15 @@ def target_to_instances(target: dict | None) -> list[Instance]:
         masks = torch.as_tensor(masks).as_subclass(torch.Tensor).detach().cpu().numpy()
         masks = masks if masks.dtype == bool else masks != 0  # one pass for all masks
     keypoints = target.get("keypoints")
+    crowd = torch.as_tensor(target["iscrowd"]).reshape(-1).tolist() if "iscrowd" in target else None
     instances = []
     for i, box in enumerate(boxes):
         mask = masks[i] if masks is not None else None
         points = None if keypoints is None else \
             torch.as_tensor(keypoints[i]).as_subclass(torch.Tensor).double().numpy()
         instances.append(Instance(class_name=str(int(labels[i])), bbox_xyxy=tuple(box.tolist()),
-                                  mask=mask, keypoints=points, attributes={"target_row": i}))
+                                  mask=mask, keypoints=points, iscrowd=bool(crowd[i]) if crowd is not None else False,
+                                  attributes={"target_row": i}))
     return instances
 
 
@@ -120,9 +122,13 @@ def instances_to_target(instances: list[Instance], target: dict, height: int, wi
     """The target with every per-object entry following the kept objects: boxes, labels,
     masks, keypoints (visibility 0 once outside), iscrowd; area recomputed (mask pixels,
     else box area). Other keys are passed through unchanged."""
-    rows = [inst.attributes["target_row"] for inst in instances]
     out = {k: v for k, v in target.items()
            if k not in ("boxes", "labels", "masks", "keypoints", "iscrowd", "area")}
+    for key, field in (("masks", "mask"), ("keypoints", "keypoints")):
+        if key in target and any(getattr(inst, field) is None for inst in instances):
+            raise ValueError(f"the target has '{key}' but objects brought in from another item (a "
+                             f"multi-image transform) have none: give every item of the dataset the "
+                             f"same target keys")
     boxes = torch.tensor([inst.bbox_xyxy for inst in instances], dtype=torch.float32).reshape(-1, 4)
     out["boxes"] = xyxy_to_boxes_like(target.get("boxes"), boxes, height, width)
     out["labels"] = torch.tensor([int(inst.class_name) for inst in instances], dtype=torch.int64)
@@ -141,7 +147,8 @@ def instances_to_target(instances: list[Instance], target: dict, height: int, wi
         out["keypoints"] = (torch.stack(moved) if moved else given[:0].as_subclass(torch.Tensor).double()
                             ).to(given.dtype if given.is_floating_point() else torch.float32)
     if "iscrowd" in target:
-        out["iscrowd"] = torch.as_tensor(target["iscrowd"])[rows]
+        given = torch.as_tensor(target["iscrowd"])
+        out["iscrowd"] = torch.tensor([inst.iscrowd for inst in instances], dtype=given.dtype)
     if "area" in target:
         out["area"] = torch.tensor([float(inst.mask.sum()) if inst.mask is not None else
                                     box_area(inst.bbox_xyxy) for inst in instances], dtype=torch.float32)

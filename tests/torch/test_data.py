@@ -243,3 +243,55 @@ def test_augmented_classification_shards_keep_the_class_id(shards):
     data = ShardDataset(out, augment=[{"name": "imgsynth.HorizontalFlip", "p": 1.0}])
     got = {target["id"]: target["class_id"] for _, target in data}
     assert got == {rec["id"]: CLASSES.index(rec["label"]) for rec in records}
+
+
+MOSAIC = [{"name": "imgsynth.Mosaic"}, {"name": "imgsynth.HorizontalFlip"}]
+
+
+def test_multi_image_transforms_draw_items_of_the_dataset_per_epoch_and_index():
+    """Mosaic in a DataLoader: the other items come from the wrapped dataset, picked by the
+    sample's Generator, so 0 and 2 workers give the same items; boxes stay tight."""
+    def items(workers, epoch):
+        data = AugmentedDataset(Squares(), MOSAIC, seed=4)
+        data.set_epoch(epoch)
+        return list(DataLoader(data, batch_size=None, num_workers=workers))
+
+    serial, parallel, other = items(0, 0), items(2, 0), items(0, 1)
+    for (img_a, tgt_a), (img_b, tgt_b) in zip(serial, parallel, strict=True):
+        assert np.array_equal(img_a, img_b) and torch.equal(tgt_a["boxes"], tgt_b["boxes"])
+    assert sum(len(t["boxes"]) for _, t in serial) > len(serial)  # objects of several items
+    for image, target in serial:
+        assert image.shape == (32, 40, 3) and len(target["masks"]) == len(target["boxes"])
+        for box, mask in zip(target["boxes"], target["masks"]):
+            ys, xs = torch.nonzero(mask, as_tuple=True)
+            assert box.tolist() == [xs.min(), ys.min(), xs.max() + 1, ys.max() + 1]
+    assert sum(not np.array_equal(a[0], b[0]) for a, b in zip(serial, other)) >= 4
+
+
+class Classes(Dataset):
+    def __len__(self):
+        return 8
+
+    def __getitem__(self, i):
+        return torch.full((3, 16, 16), 20 * i, dtype=torch.uint8), i % 4
+
+
+def test_mixup_on_classification_items_gives_soft_labels():
+    data = AugmentedDataset(Classes(), [{"name": "imgsynth.MixUp", "alpha": 1.0}], seed=0, num_classes=4)
+    for i in range(len(data)):
+        image, weights = data[i]
+        assert image.shape == (3, 16, 16) and weights.shape == (4,)
+        assert abs(float(weights.sum()) - 1) < 1e-5 and weights[i % 4] > 0
+    with pytest.raises(ValueError, match="num_classes"):
+        AugmentedDataset(Classes(), [{"name": "imgsynth.CutMix"}])[0]
+
+
+def test_shard_stream_mixes_with_the_samples_it_read_before(shards):
+    out, records = shards
+    data = ShardDataset(out, seed=1, shuffle_buffer=4, augment=[{"name": "imgsynth.CutMix"}])
+    got = list(data)
+    assert len(got) == N
+    for image, target in got:
+        weights = target["class_weights"]
+        assert weights.shape == (len(CLASSES),) and abs(float(weights.sum()) - 1) < 1e-5
+    assert any((t["class_weights"] > 0).sum() == 2 for _, t in got)
