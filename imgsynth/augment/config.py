@@ -28,7 +28,9 @@ class TransformSpec(BaseModel):
         "GaussianBlur, ImageCompression, RandomBrightnessContrast) or an imgsynth transform: "
         "imgsynth.GaussianNoise, imgsynth.PoissonNoise, imgsynth.SaltPepper, "
         "imgsynth.SpeckleNoise, imgsynth.Rotate, imgsynth.HorizontalFlip, imgsynth.VerticalFlip, "
-        "imgsynth.Rot90, imgsynth.Transpose. Every other key is a parameter of that transform "
+        "imgsynth.Rot90, imgsynth.Transpose, and the multi-image imgsynth.Mosaic, imgsynth.MixUp, "
+        "imgsynth.CutMix, imgsynth.CopyPaste (other images of the data set: after a dataset "
+        "source, or in a DataLoader). Every other key is a parameter of that transform "
         "(border_mode/interpolation may be given as names: constant, reflect, replicate; "
         "nearest, linear, cubic).")
 
@@ -46,7 +48,8 @@ class TransformSpec(BaseModel):
 
 class AugmentConfig(StageConfig):
     """Classical augmentation that keeps labels right: albumentations plus imgsynth's
-    exact flips/rotation and fast, saturating noise."""
+    exact flips/rotation, fast saturating noise and multi-image transforms, compiled into
+    one warp and one colour pass per sample."""
 
     implementation: ClassVar[str] = "imgsynth.augment.stage:AugmentStage"
 

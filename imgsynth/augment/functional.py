@@ -722,14 +722,17 @@ except ImportError:  # pragma: no cover - cv2.LUT serves, 10x slower on large im
     _translate = None
 
 
-def hsv_lut_image(image: np.ndarray, tables: list[np.ndarray | None]) -> np.ndarray:
-    """RGB uint8 to OpenCV's HSV (H in 0..179), each channel through its table (None: left
-    as it is), back to RGB."""
-    planes = cv2.split(cv2.cvtColor(image, cv2.COLOR_RGB2HSV))
+def hsv_lut_image(image: np.ndarray, tables: list[np.ndarray | None], full: bool = False) -> np.ndarray:
+    """RGB uint8 to OpenCV's HSV, each channel through its table (None: left as it is),
+    back to RGB. H in 0..179 (2-degree steps), or with `full` in 0..255 (1.4-degree steps;
+    OpenCV converts back 1.5x faster)."""
+    to_hsv, to_rgb = (cv2.COLOR_RGB2HSV_FULL, cv2.COLOR_HSV2RGB_FULL) if full else \
+        (cv2.COLOR_RGB2HSV, cv2.COLOR_HSV2RGB)
+    planes = cv2.split(cv2.cvtColor(image, to_hsv))
     for plane, table in zip(planes, tables):
         if table is not None:
             byte_table(plane, table, out=plane)
-    return cv2.cvtColor(cv2.merge(planes), cv2.COLOR_HSV2RGB)
+    return cv2.cvtColor(cv2.merge(planes), to_rgb)
 
 
 def affine_float_image(image: np.ndarray, subtract: tuple[float, ...], multiply: tuple[float, ...]) -> np.ndarray:

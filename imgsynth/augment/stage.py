@@ -25,6 +25,10 @@ from imgsynth.core.errors import RecipeError
 from imgsynth.core.stage import BuildContext, SkipSample
 
 
+_NO_POINTS = np.zeros((0, 2), dtype=np.float64)
+_NO_POINTS.flags.writeable = False
+
+
 @dataclass
 class InstanceLayout:
     """Where one instance's labels sit inside Targets."""
@@ -86,6 +90,10 @@ class AugmentStage:
     def _transform(self, sample: Sample, steps: list, rng: np.random.Generator, final: bool) -> Sample:
         """The steps on the sample's image and labels; min_area / min_visibility apply to
         the last steps of the list (before a multi-image transform only empties go)."""
+        if not sample.instances:  # the image alone (classification, OCR lines)
+            h, w = sample.image.shape[:2]
+            targets = run_steps(steps, Targets(sample.image, np.zeros((0, h, w), np.uint8), _NO_POINTS), rng)
+            return replace(sample, image=targets.image)
         instances = [inst for inst in sample.instances if _has_extent(inst)]
         helpers = [False] * len(instances)
         # Nonlinear warps (elastic, grid, optical, piecewise affine, thin-plate spline) bend
