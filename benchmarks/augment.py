@@ -55,6 +55,7 @@ warnings.filterwarnings("ignore", category=UserWarning)  # albumentations' bbox 
 # The three standard pipelines, written out for each tool with the same ranges
 # ---------------------------------------------------------------------------
 MEAN, STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
+BILINEAR = T.InterpolationMode.BILINEAR  # torchvision's affine and rotation default to nearest
 
 # imgsynth: a recipe's `transforms:` list (albumentations names, as an existing recipe has them).
 CLASSIFICATION = [
@@ -104,7 +105,8 @@ def torchvision_classification():
 def torchvision_detection():
     # HSV shift: torchvision has ColorJitter (factors) for it; noise needs float pixels.
     return T.Compose([
-        T.RandomAffine(degrees=10, translate=(0.1, 0.1), scale=(0.5, 1.5), shear=(-2, 2, -2, 2)),
+        T.RandomAffine(degrees=10, translate=(0.1, 0.1), scale=(0.5, 1.5), shear=(-2, 2, -2, 2),
+                       interpolation=BILINEAR),
         T.RandomHorizontalFlip(), T.ColorJitter(brightness=0.08, saturation=0.12, hue=5 / 180),
         T.RandomPerspective(distortion_scale=0.2, p=0.3),
         T.ToDtype({tv_tensors.Image: torch.float32, "others": None}, scale=True),
@@ -113,7 +115,7 @@ def torchvision_detection():
 
 def torchvision_ocr():
     return T.Compose([T.RandomPerspective(distortion_scale=0.1, p=0.5, fill=255),
-                      T.RandomRotation(3, expand=True, fill=255),
+                      T.RandomRotation(3, expand=True, fill=255, interpolation=BILINEAR),
                       T.ColorJitter(brightness=0.2, contrast=0.2),
                       T.RandomApply([T.GaussianBlur(3)], p=0.5),
                       T.RandomApply([T.JPEG((60, 95))], p=0.5)])
@@ -339,11 +341,13 @@ def sharpness_section(args) -> list[tuple]:
     cases = [
         ("detection: Affine + HorizontalFlip + Perspective", 480, 640,
          [DETECTION[0], DETECTION[1], {**DETECTION[3], "p": 1.0}],
-         T.Compose([T.RandomAffine(degrees=10, translate=(0.1, 0.1), scale=(0.5, 1.5), shear=(-2, 2, -2, 2)),
+         T.Compose([T.RandomAffine(degrees=10, translate=(0.1, 0.1), scale=(0.5, 1.5), shear=(-2, 2, -2, 2),
+                                   interpolation=BILINEAR),
                     T.RandomHorizontalFlip(), T.RandomPerspective(distortion_scale=0.2, p=1.0)])),
-        ("OCR: Perspective + Affine(rotate, fit_output)", 64, 400,
+        ("OCR: Perspective + Rotate(expand)", 64, 400,
          [{**OCR[0], "p": 1.0, "fill": 0}, {**OCR[1], "fill": 0}],
-         T.Compose([T.RandomPerspective(distortion_scale=0.1, p=1.0), T.RandomRotation(3, expand=True)])),
+         T.Compose([T.RandomPerspective(distortion_scale=0.1, p=1.0),
+                    T.RandomRotation(3, expand=True, interpolation=BILINEAR)])),
     ]
     for name, height, width, spec, tv in cases:
         yy, xx = np.mgrid[:height, :width].astype(np.float64)

@@ -23,6 +23,7 @@ sees the image as the unfused chain would.
 
 from __future__ import annotations
 
+import math
 import random
 from dataclasses import dataclass
 from typing import Any
@@ -218,19 +219,25 @@ def plan_warps(warps: list[Warp], height: int, width: int) -> WarpPlan:
 
 def apply_warps(targets: Targets, warps: list[Warp], plan: WarpPlan | None = None) -> Targets:
     """The warps as one resample of the image and the masks, and one map of the points."""
-    plan = plan or plan_warps(warps, targets.height, targets.width)
-    if plan.split is not None:
-        return apply_warps(apply_warps(targets, warps[:plan.split]), warps[plan.split:])
-    asked = [w.interpolation for w in warps if w.interpolation is not None]
-    interpolation = max(asked, key=F.INTERPOLATION_QUALITY.index) if asked else cv2.INTER_NEAREST
-    border = next((w.border for w in warps if w.border is not None), None)
+    if len(warps) == 1:  # nothing to compose or clip
+        warp = warps[0]
+        height, width, matrix, clips = warp.height, warp.width, warp.matrix, ()
+        interpolation = cv2.INTER_NEAREST if warp.interpolation is None else warp.interpolation
+        border = warp.border
+    else:
+        plan = plan or plan_warps(warps, targets.height, targets.width)
+        if plan.split is not None:
+            return apply_warps(apply_warps(targets, warps[:plan.split]), warps[plan.split:])
+        asked = [w.interpolation for w in warps if w.interpolation is not None]
+        interpolation = max(asked, key=F.INTERPOLATION_QUALITY.index) if asked else cv2.INTER_NEAREST
+        border = next((w.border for w in warps if w.border is not None), None)
+        height, width, matrix, clips = plan.height, plan.width, plan.matrix, plan.clips
     mode, fill = border if border is not None else (cv2.BORDER_REPLICATE, (0.0,))
-    height, width, matrix = plan.height, plan.width, plan.matrix
     image = F.warp_image(targets.image, matrix, height, width, interpolation=interpolation,
                          border_mode=mode, fill=fill)
-    if plan.clips:
-        image = F.fill_outside(image.copy() if image is targets.image else image, plan.clips, fill)
-    return Targets(image, F.warp_masks(targets.masks, matrix, height, width, plan.clips),
+    if clips:
+        image = F.fill_outside(image.copy() if image is targets.image else image, clips, fill)
+    return Targets(image, F.warp_masks(targets.masks, matrix, height, width, clips),
                    F.warp_points(targets.points, matrix), targets.box_points)
 
 
@@ -663,9 +670,9 @@ def _color_jitter_ops(t, params, channels):
     ops = []
     for i in params["order"]:
         if i == 0 and params["brightness"] != 1:
-            # albucore.multiply's table; a factor of 0 is all black
+            # albucore.multiply's table (the factor is >= 0: only the top can saturate)
             f = np.float32(params["brightness"])
-            ops.append(Lut(np.clip(_LEVELS * f, 0, 255).astype(np.uint8)[None]))
+            ops.append(Lut(np.minimum(_LEVELS * f, 255).astype(np.uint8)[None]))
         elif i == 1 and params["contrast"] != 1:
             ops.append(ContrastLut(params["contrast"]))
         elif i == 2 and params["saturation"] != 1 and channels == 3:
@@ -674,9 +681,9 @@ def _color_jitter_ops(t, params, channels):
         elif i == 3 and params["hue"] != 0 and channels == 3:
             # torchvision's hue turns the colour circle by hue * 360 degrees; OpenCV's 256-step
             # hue does that twice as closely as the 180-step one albumentations uses, and faster
-            hue = np.mod(_LEVELS_INT16 + 256 * params["hue"], 256).astype(np.uint8)
-            if (hue != _IDENTITY).any():  # a turn under one step changes nothing
-                ops.append(HsvLut([hue, None, None], full=True))
+            steps = math.floor(256 * params["hue"]) % 256
+            if steps:  # a turn under one step changes nothing
+                ops.append(HsvLut([_IDENTITY + np.uint8(steps), None, None], full=True))  # wraps mod 256
     return ops
 
 

@@ -480,10 +480,13 @@ def _exact_copy(image: np.ndarray, exact: tuple[int, ...], height: int, width: i
     """The output of a whole-pixel map as a copy of an input window, or None when the
     output reaches outside the input (then a border is needed)."""
     a, b, c, d, tx, ty = exact
-    inverse = np.linalg.inv(np.array([[a, b, tx], [c, d, ty], [0, 0, 1]], dtype=np.float64))
-    corners = inverse @ np.array([[0, width - 1, 0, width - 1], [0, 0, height - 1, height - 1], [1, 1, 1, 1]])
-    x0, x1 = int(round(corners[0].min())), int(round(corners[0].max()))
-    y0, y1 = int(round(corners[1].min())), int(round(corners[1].max()))
+    # The input window the output frame comes from (a, b, c, d are 0 or +-1: their own inverse).
+    if b == 0:  # x' = a x + tx, y' = d y + ty
+        xs, ys = (a * -tx, a * (width - 1 - tx)), (d * -ty, d * (height - 1 - ty))
+    else:  # x' = b y + tx, y' = c x + ty
+        xs, ys = (c * -ty, c * (height - 1 - ty)), (b * -tx, b * (width - 1 - tx))
+    x0, x1 = min(xs), max(xs)
+    y0, y1 = min(ys), max(ys)
     h, w = image.shape[:2]
     if x0 < 0 or y0 < 0 or x1 >= w or y1 >= h:
         return None
