@@ -11,14 +11,15 @@ transforms. What changes is how the drawn transforms are applied:
 - point-wise colour transforms on uint8 (brightness, contrast, gamma, levels, invert,
   posterize, solarize, channel shuffle, hue/saturation/value, ColorJitter) become lookup
   tables, composed into as few passes as their kinds allow; Normalize and ToFloat become
-  the final uint8 -> float32 table;
+  the final uint8 -> float32 conversion;
 - anything else (blur, noise, JPEG, elastic and other nonlinear warps, box-aware crops,
   imgsynth's noise) is a barrier: what is pending is applied, then it runs as before.
 
 Colour passes commute with warps (a pixel's new value depends on its old value only), so
-a segment's colour pass runs before or after its warp, whichever is smaller, unless a
-colour op reads an image statistic (ColorJitter's contrast: the mean gray), which then
-sees the image as the unfused chain would.
+a segment's colour pass runs on one side of its warp (Segment._colour_first): where the
+recipe has its colour ops, or on a side with at most half the pixels when no border fill
+would be coloured differently; a colour op that reads an image statistic (ColorJitter's
+contrast: the mean gray) reads it from the image the unfused chain would give it.
 """
 
 from __future__ import annotations
@@ -376,7 +377,10 @@ class AlbumentationsItem:
         self.transform = make_transform(name, params)
         self.geometry = GEOMETRY.get(name) if _geometry_fusable(self.transform) else None
         self.colour = COLOUR.get(name) if _colour_fusable(self.transform) else None
-        self.image_only = _is_image_only(self.transform)
+        # Image-only transforms drawing from the image alone run their own `apply`; those
+        # that also read masks or boxes (and the ones that move labels) go through a Compose.
+        self.image_only = _is_image_only(self.transform) and \
+            set(getattr(self.transform, "targets_as_params", ())) <= {"image"}
         self.fixed_ops: dict[int, list] = {}
         # Barrier transforms that move labels run through a Compose of their own (keypoints
         # and boxes converted as in the unfused pipeline), called with force_apply so that

@@ -281,6 +281,7 @@ def rotation_matrix(angle: float, height: int, width: int,
 def affine_image(image: np.ndarray, matrix: np.ndarray, height: int, width: int, *,
                  interpolation: str = "linear", border_mode: str = "constant",
                  fill: float = 0.0) -> np.ndarray:
+    _prefetch(image)
     out = cv2.warpAffine(image, matrix, (width, height), flags=INTERPOLATIONS[interpolation],
                          borderMode=BORDER_MODES[border_mode], borderValue=_fill_value(fill))
     return out.reshape(height, width, *image.shape[2:])
@@ -291,6 +292,7 @@ def affine_masks(masks: np.ndarray, matrix: np.ndarray, height: int, width: int)
     border mode: reflected or replicated pixels are not the object."""
     if len(masks) == 0:
         return np.zeros((0, height, width), dtype=masks.dtype)
+    _prefetch(masks)
     return np.stack([cv2.warpAffine(m, matrix, (width, height), flags=cv2.INTER_NEAREST,
                                     borderMode=cv2.BORDER_CONSTANT, borderValue=0)
                      for m in masks])
@@ -377,6 +379,7 @@ def polygon_area(points: np.ndarray) -> float:
 # Interpolations from worst to best; a chain resamples once with the best one it asked for.
 INTERPOLATION_QUALITY = (cv2.INTER_NEAREST, cv2.INTER_LINEAR, cv2.INTER_CUBIC, cv2.INTER_LANCZOS4)
 _EXACT_TOLERANCE = 1e-9
+_PREFETCH_BYTES = 32 * 1024  # smaller images are read within the warp's first rows
 
 
 def translation_matrix(dx: float, dy: float) -> np.ndarray:
@@ -458,6 +461,7 @@ def warp_image(image: np.ndarray, matrix: np.ndarray, height: int, width: int, *
     value = _fill_value(fill)
     out = []
     for chunk in _channel_chunks(image):
+        _prefetch(chunk)
         if is_affine(matrix):
             warped = cv2.warpAffine(chunk, matrix[:2], (width, height), flags=interpolation,
                                     borderMode=border_mode, borderValue=value)
@@ -467,6 +471,16 @@ def warp_image(image: np.ndarray, matrix: np.ndarray, height: int, width: int, *
         out.append(warped.reshape(height, width, -1))
     result = out[0] if len(out) == 1 else np.concatenate(out, axis=2)
     return result.reshape(height, width, *image.shape[2:])
+
+
+def _prefetch(array: np.ndarray) -> None:
+    """Read an array once, in order. A rotating warp reads its input along slanted lines,
+    which defeats the CPU's prefetcher: on an image not in cache it waits for every line
+    (640x480 RGB: 2.0 ms). A sequential read first brings the image in at full speed
+    (0.04 ms; the warp then takes 0.75 ms)."""
+    if array.nbytes > _PREFETCH_BYTES:
+        cv2.sumElems(array.reshape(array.shape[0], -1) if array.ndim > 3 or
+                     (array.ndim == 3 and array.shape[2] > 4) else array)
 
 
 def _channel_chunks(image: np.ndarray) -> list[np.ndarray]:
