@@ -538,7 +538,7 @@ def kernels_section(args) -> None:
 
     tensors = [torch.from_numpy(img).permute(2, 0, 1).contiguous() for img, _ in items]
     for name, ours, alb, tv in [
-        ("horizontal flip", [{"name": "HorizontalFlip", "p": 1}], A.HorizontalFlip(p=1),
+        ("horizontal flip", [{"name": "imgsynth.HorizontalFlip", "p": 1}], A.HorizontalFlip(p=1),
          T.RandomHorizontalFlip(p=1)),
         ("rotate 30 (crop)", [{"name": "imgsynth.Rotate", "limit": 30, "p": 1}], A.Rotate(limit=30, p=1),
          T.RandomRotation(30, interpolation=T.InterpolationMode.BILINEAR)),
