@@ -88,13 +88,6 @@ class ChannelOrder:
 
 
 @dataclass
-class FloatLut:
-    """uint8 -> float32 tables (C, 256). Ends a colour program."""
-
-    tables: np.ndarray
-
-
-@dataclass
 class FloatAffine:
     """uint8 -> float32 (x - subtract) * multiply per channel, as cv2 scalars (F.cv2_scalar):
     Normalize, ToFloat. Ends a colour program."""
@@ -103,15 +96,15 @@ class FloatAffine:
     multiply: tuple[float, ...]
 
 
-ColourOp = Lut | ContrastLut | HsvLut | ChannelMix | ChannelOrder | FloatLut | FloatAffine
-ENDS_UINT8 = (FloatLut, FloatAffine)
+ColourOp = Lut | ContrastLut | HsvLut | ChannelMix | ChannelOrder | FloatAffine
+ENDS_UINT8 = (FloatAffine,)
 READS_STATISTICS = (ContrastLut,)
 
 
 def apply_colour(image: np.ndarray, ops: list) -> np.ndarray:
     """The colour ops in order, in as few passes as they allow: consecutive tables compose
-    into one (also into the final float table), consecutive HSV tables share one HSV
-    round trip, a channel order moves the tables instead of the pixels."""
+    into one, consecutive HSV tables share one HSV round trip, a channel order moves the
+    tables instead of the pixels."""
     tables = None  # pending uint8 tables
     hsv = None  # pending HSV tables (an HsvLut)
     for op in ops:
@@ -140,10 +133,6 @@ def apply_colour(image: np.ndarray, ops: list) -> np.ndarray:
             if tables is not None:
                 image, tables = F.lut_image(image, tables), None
             image = F.mix_channels_image(image, op.matrix)
-        elif isinstance(op, FloatLut):
-            final = op.tables if tables is None else np.take_along_axis(
-                op.tables, tables.astype(np.intp), axis=1)
-            image, tables = F.lut_image(image, final), None
         elif isinstance(op, FloatAffine):
             if tables is not None:
                 image, tables = F.lut_image(image, tables), None
@@ -656,9 +645,7 @@ class ColourKind:
 def _ramp_ops(t, params, channels):
     """A point-wise transform's tables: the transform applied to a ramp of all 256 levels
     (its own code, so the tables hold exactly the values it computes per pixel)."""
-    out = np.asarray(t.apply(F.ramp_image(channels), **params))
-    tables = F.tables_of(out)
-    return [FloatLut(tables.astype(np.float32)) if out.dtype != np.uint8 else Lut(tables)]
+    return [Lut(F.tables_of(np.asarray(t.apply(F.ramp_image(channels), **params))))]
 
 
 def _brightness_contrast_ops(t, params, channels):

@@ -707,17 +707,16 @@ def compose_tables(first: np.ndarray | None, then: np.ndarray) -> np.ndarray:
 
 
 def lut_image(image: np.ndarray, tables: np.ndarray) -> np.ndarray:
-    """Each channel through its table ((1, 256): one for all). uint8 tables give uint8, at
-    memory speed for a shared table (stringzilla, albumentations' own LUT kernel) and
-    per plane otherwise (4x cv2.LUT with three tables); float32 tables give float32."""
-    if tables.dtype == np.uint8:
-        if len(tables) == 1:
-            return byte_table(image, tables[0])
-        if len(tables) <= 4:
-            planes = cv2.split(image)
-            return cv2.merge([byte_table(p, t, out=p) for p, t in zip(planes, tables)]).reshape(image.shape)
+    """Each channel through its uint8 table ((1, 256): one for all): at memory speed for a
+    shared table (stringzilla, albumentations' own LUT kernel), per plane otherwise (4x
+    cv2.LUT with three tables)."""
+    if len(tables) == 1:
+        return byte_table(image, tables[0])
+    if len(tables) <= 4:
+        planes = cv2.split(image)
+        return cv2.merge([byte_table(p, t, out=p) for p, t in zip(planes, tables)]).reshape(image.shape)
     lut = np.ascontiguousarray(tables.T).reshape(256, 1, len(tables))
-    return cv2.LUT(image, lut.reshape(256) if len(tables) == 1 else lut).reshape(image.shape)
+    return cv2.LUT(image, lut).reshape(image.shape)
 
 
 def byte_table(image: np.ndarray, table: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
