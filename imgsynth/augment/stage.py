@@ -1,5 +1,9 @@
 """The `augment` stage: a Sample through a transform pipeline, labels kept right.
 
+The transform list runs as compiled chains (imgsynth.augment.compiler; `fuse: false`: the
+unfused pipeline) with multi-image transforms (imgsynth.augment.multi) between them, which
+draw other samples from the stage's `pool`.
+
 Instance labels travel as `Targets`: masks as an (N, H, W) stack, polygons,
 keypoints and boxes as points. After the pipeline each instance gets its box
 back from the most exact thing it has: the tight box of its transformed mask,

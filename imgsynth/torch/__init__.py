@@ -3,7 +3,8 @@
 record_target`.
 
     targets.py  record_target; torchvision targets <-> Instances, box formats
-    data.py     RecipeTransform, AugmentedDataset, ShardDataset (one shared epoch counter)
+    data.py     RecipeTransform, AugmentedDataset, ShardDataset (one shared epoch counter;
+                the pools multi-image transforms draw other items from)
     batch.py    BatchAugment and its tensor kernels (<op>_<target>)
 
 Importing this package (or any module of it) imports torch; `import imgsynth` alone never
