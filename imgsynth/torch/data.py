@@ -161,6 +161,11 @@ def item_sample(item, index: int) -> Sample:
     return Sample(index=index, image=_as_array(item))
 
 
+# Samples a shard reader keeps for multi-image transforms to draw from (bounded: decoded
+# images with masks take megabytes each).
+RECENT_SAMPLES = 64
+
+
 class RecentSamples:
     """The last `capacity` samples a stream gave, as the pool of a streamed dataset (its
     readers see no other samples)."""
@@ -339,7 +344,7 @@ class ShardDataset(SharedEpoch, torch.utils.data.IterableDataset):
         raw = (s | {"__shard__": path.name} for path in shards for s in iter_tar_samples(path))
         rng = sample_rng(self.seed, f"shards/buffer/{self.epoch}", reader)
         epoch = self.epoch
-        recent = RecentSamples(self.shuffle_buffer)
+        recent = RecentSamples(RECENT_SAMPLES)
         if self.augment is not None:  # multi-image transforms: the reader's recent samples
             self.augment.stage.pool = recent
         for sample in buffer_shuffle(raw, self.shuffle_buffer, rng):
