@@ -13,8 +13,8 @@ Sections (all by default):
               of the detection and OCR pipelines: PSNR against an analytic image evaluated at
               the exact source position of every output pixel (higher is sharper).
   dataloader  the detection pipeline end to end in a DataLoader (num_workers=2, batches of 8,
-              persistent workers, second epoch timed): AugmentedDataset vs a Dataset calling
-              A.Compose, batches/s.
+              persistent workers, best of --loader-epochs epochs after a warm-up one):
+              AugmentedDataset vs a Dataset calling A.Compose, batches/s.
   kernels     single transforms and noise kernels vs their albumentations/torchvision peers
               (256x256), and BatchAugment on the CPU.
 
@@ -73,6 +73,8 @@ DETECTION = [
     {"name": "Perspective", "scale": [0.05, 0.1], "p": 0.3},
     {"name": "GaussNoise", "std_range": [0.02, 0.06], "p": 0.3},
 ]
+# "Rotate +-3 with expand": imgsynth.Rotate(expand) in a recipe; A.Affine(fit_output=True) for
+# albumentations (albumentations_pipeline), RandomRotation(expand=True) for torchvision.
 OCR = [
     {"name": "Perspective", "scale": [0.02, 0.05], "fill": 255, "p": 0.5},
     {"name": "imgsynth.Rotate", "limit": 3, "expand": True, "fill": 255, "p": 1.0},
