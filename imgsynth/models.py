@@ -35,6 +35,7 @@ from imgsynth.evaluate.features import (
     file_sha256,
     hub_checkpoints_dir,
 )
+from imgsynth.io.atomic import open_resumable
 
 try:
     import fcntl
@@ -121,7 +122,12 @@ def fetch_file(spec: WeightsFile, *, force: bool = False, progress: Progress | N
                              file=str(spec.path), fix=f"imgsynth models fetch {spec.name} --force replaces it")
         return spec.path, "already present" + (", sha256 matches" if spec.sha256 else "")
     spec.path.parent.mkdir(parents=True, exist_ok=True)
-    with open(spec.partial, "a+b") as fh:
+    try:
+        partial = open_resumable(spec.partial)
+    except OSError as exc:  # e.g. a symlink planted at the partial name: never written through
+        raise InputError(f"cannot write the download: {exc.strerror}", file=str(spec.partial),
+                         fix="remove this file (or link) and fetch again") from None
+    with partial as fh:
         try:  # two fetches of one file would interleave their bytes
             if fcntl is not None:
                 fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)

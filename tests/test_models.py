@@ -357,3 +357,16 @@ def test_a_second_fetch_of_the_same_file_waits_its_turn(stand_in):
     assert result.exit_code == 1, result.output
     assert "another imgsynth models fetch is writing this file" in result.output
     assert stand_in.server.ranges == [] and not stand_in.target.exists()
+
+
+def test_a_symlink_planted_at_the_partial_name_is_never_written_through(stand_in, tmp_path):
+    """The partial file keeps a fixed name (so a fetch can resume it): it is opened without
+    following a symlink there, as every temporary of imgsynth is."""
+    victim = tmp_path / "victim.txt"
+    victim.write_bytes(b"precious")
+    stand_in.partial.parent.mkdir(parents=True)
+    stand_in.partial.symlink_to(victim)
+    result = _fetch("inception")
+    assert result.exit_code == 2, result.output
+    assert "remove this file (or link)" in result.output and "Traceback" not in result.output
+    assert victim.read_bytes() == b"precious" and not stand_in.target.exists()

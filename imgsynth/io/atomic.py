@@ -63,6 +63,15 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> None:
     atomic_write_bytes(path, text.encode("utf-8"))
 
 
+def open_resumable(path: Path) -> IO[bytes]:
+    """A temporary that must keep a fixed name so that a later process can resume it (an
+    interrupted download's `.partial`): created if missing, opened for appending, and, like
+    every temporary here, never through a symlink planted at its name (OSError ELOOP)."""
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_APPEND | getattr(os, "O_NOFOLLOW", 0),
+                 0o666 & ~_UMASK)
+    return os.fdopen(fd, "a+b")
+
+
 def replace_dir(tmp: Path, final: Path) -> None:
     """Move a finished folder into place; a reader never sees a half-written one. The old
     folder (if any) is first renamed to a fresh temporary name, then removed."""
