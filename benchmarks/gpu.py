@@ -660,22 +660,11 @@ def noise_images(n: int, side: int, seed: int) -> np.ndarray:
 
 def random_inception_weights(path: Path) -> Path:
     """A state_dict of torch-fidelity's InceptionV3 (the FID network) with seeded random init:
-    the work per image is that of the real weights; only the numbers mean nothing."""
-    import torch
-    from torch_fidelity.feature_extractor_inceptionv3 import FeatureExtractorInceptionV3
+    the work per image is that of the real weights; only the numbers mean nothing. The same
+    file benchmarks/evaluate.py makes."""
+    from benchmarks.evaluate import random_inception_weights as make
 
-    empty = path.with_suffix(".empty")
-    torch.save({}, empty)
-    original = FeatureExtractorInceptionV3.load_state_dict
-    FeatureExtractorInceptionV3.load_state_dict = lambda self, *a, **k: None  # keep the random init
-    try:
-        torch.manual_seed(0)
-        model = FeatureExtractorInceptionV3("inception-v3-compat", ["2048"],
-                                            feature_extractor_weights_path=str(empty))
-    finally:
-        FeatureExtractorInceptionV3.load_state_dict = original
-    torch.save(model.state_dict(), path)
-    return path
+    return make(path)
 
 
 def evaluate_section(plan: Plan, dev: Device, report: Report, work: Path, weights: Path | None) -> None:
