@@ -37,9 +37,11 @@ def temporary_dir(path: Path) -> Path:
 
 
 @contextmanager
-def atomic_writer(path: str | os.PathLike, mode: str = "wb") -> Iterator[IO]:
+def atomic_writer(path: str | os.PathLike, mode: str = "wb", *, replace: bool = True) -> Iterator[IO]:
     """A file to write piece by piece (big outputs need not be one string in memory),
-    renamed to `path` when the block ends; removed if the block fails."""
+    renamed to `path` when the block ends; removed if the block fails. With replace=False
+    it is linked into place instead, so a file that appeared at `path` meanwhile is never
+    replaced (FileExistsError)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = temporary_file(path)
@@ -51,16 +53,22 @@ def atomic_writer(path: str | os.PathLike, mode: str = "wb") -> Iterator[IO]:
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
-    os.replace(tmp, path)
+    if replace:
+        os.replace(tmp, path)
+        return
+    try:
+        os.link(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
-def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
-    with atomic_writer(path, "wb") as fh:
+def atomic_write_bytes(path: str | os.PathLike, data: bytes, *, replace: bool = True) -> None:
+    with atomic_writer(path, "wb", replace=replace) as fh:
         fh.write(data)
 
 
-def atomic_write_text(path: str | os.PathLike, text: str) -> None:
-    atomic_write_bytes(path, text.encode("utf-8"))
+def atomic_write_text(path: str | os.PathLike, text: str, *, replace: bool = True) -> None:
+    atomic_write_bytes(path, text.encode("utf-8"), replace=replace)
 
 
 def open_resumable(path: Path) -> IO[bytes]:

@@ -44,6 +44,7 @@ from imgsynth.core.registry import SOURCES, STAGES, lookup
 from imgsynth.core.safe_yaml import MAX_FILE_BYTES, safe_load
 from imgsynth.core.stage import SkipSample
 from imgsynth.engine.pipeline import Pipeline, one_torch_thread
+from imgsynth.io.atomic import atomic_write_text
 from imgsynth.io.image import decode_image_reduced, encode_image, is_image_file
 from imgsynth.io.readers import detect_format, read_dataset
 from imgsynth.preview import class_colors, draw_boxes, fit_scale, overlay_masks
@@ -521,24 +522,13 @@ def checked_name(name: str) -> str:
 
 
 def write_text_file(target: Path, text: str, replace: bool) -> None:
-    """Written whole (temporary file, then a rename); without `replace`, linked into place
-    so that a file that appeared meanwhile is never replaced."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    """Written whole (imgsynth.io.atomic); without `replace`, a file that appeared meanwhile
+    is never replaced."""
     try:
-        with open(fd, "w", encoding="utf-8", newline="") as fh:
-            fh.write(text)
-        os.chmod(tmp, 0o644)
-        if replace:
-            os.replace(tmp, target)
-        else:
-            try:
-                os.link(tmp, target)
-            except FileExistsError:
-                raise RecipeError("the file exists", file=str(target),
-                                  fix="save again and confirm replacing it") from None
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+        atomic_write_text(target, text, replace=replace)
+    except FileExistsError:
+        raise RecipeError("the file exists", file=str(target),
+                          fix="save again and confirm replacing it") from None
 
 
 def error_items(err: ImgsynthError) -> list[dict[str, str]]:
