@@ -60,10 +60,16 @@ class ContrastLut:
             return np.full((1, 256), int(mean + 0.5), dtype=np.uint8)
         # albucore.multiply_add's table (tests/augment/test_compiler.py checks it)
         factor = float(self.factor)
-        return np.clip(_LEVELS * factor + float(mean) * (1 - factor), 0, 255).astype(np.uint8)[None]
+        return _clip_levels(_LEVELS * factor + float(mean) * (1 - factor))
 
 
 _LEVELS = np.arange(256, dtype=np.float32)
+
+
+def _clip_levels(values: np.ndarray) -> np.ndarray:
+    """256 float32 values clipped to 0..255 as a (1, 256) uint8 table (two ufuncs: np.clip's
+    Python wrapper costs more than the 256 values, and tables are made per sample)."""
+    return np.minimum(np.maximum(values, 0, out=values), 255, out=values).astype(np.uint8)[None]
 
 
 @dataclass
@@ -149,8 +155,10 @@ def apply_colour(image: np.ndarray, ops: list) -> np.ndarray:
 # ---------------------------------------------------------------------------
 
 def compose_warps(warps: list[Warp]) -> np.ndarray:
-    matrix = np.eye(3)
-    for warp in warps:
+    if not warps:
+        return np.eye(3)
+    matrix = warps[0].matrix
+    for warp in warps[1:]:
         matrix = warp.matrix @ matrix
     return matrix
 
@@ -188,9 +196,9 @@ def plan_warps(warps: list[Warp], height: int, width: int) -> WarpPlan:
     out_h, out_w = warps[-1].height, warps[-1].width
     border = next((w.border for w in warps if w.border is not None), None)  # one per segment
     clips = []
-    after = np.eye(3)  # the warps after k, composed
+    after = None  # the warps after k, composed
     for k in range(len(warps) - 1, 0, -1):
-        after = after @ warps[k].matrix
+        after = warps[k].matrix if after is None else after @ warps[k].matrix
         if all(w.border is None for w in warps[k:]):
             continue  # flips, crops and resizes stay inside their input
         frame = F.frame_corners(warps[k - 1].height, warps[k - 1].width)
@@ -296,18 +304,17 @@ class Segment:
         Otherwise where the recipe has most of the colour ops (the border fill the warp
         shows is then coloured as unfused), unless the other side has at most half the
         pixels and the warp shows no border."""
-        order = self.order
-        stats = [i for i, o in enumerate(order) if o == "s"]
-        if any("g" in order[i + 1:] for i in stats):
-            return True  # the statistic of the image before the warps, as unfused
-        if any("g" in order[:i] for i in stats):
-            return False
+        order = "".join(self.order)
+        if "s" in order:
+            if "g" in order[order.index("s"):]:
+                return True  # the statistic of the image before the warps, as unfused
+            if "g" in order[:order.rindex("s")]:
+                return False
         first_warp = order.index("g")
-        as_recipe_first = sum(1 for i, o in enumerate(order) if o != "g" and i < first_warp) * 2 > len(self.colour)
+        as_recipe_first = first_warp * 2 > len(self.colour)  # colour ops before the first warp
         in_pixels, out_pixels = targets.height * targets.width, self.height * self.width
-        floats = any(isinstance(op, ENDS_UINT8) for op in self.colour)
         smaller_other_side = (out_pixels * 2 <= in_pixels) if as_recipe_first else \
-            (in_pixels * 2 <= out_pixels and not floats)
+            (in_pixels * 2 <= out_pixels and self.dtype == np.uint8)  # a float pass last stays last
         if smaller_other_side and not plan.shows_border():
             return not as_recipe_first
         return as_recipe_first
@@ -556,15 +563,16 @@ def _perspective(t, params, h, w):
     matrix = F.as_3x3(params["matrix"])
     max_h, max_w = params["max_height"], params["max_width"]
     if t.keep_size:
-        return Warp(np.diag([w / max_w, h / max_h, 1.0]) @ matrix, h, w, int(t.interpolation), _border(t))
+        matrix = matrix * np.array([[w / max_w], [h / max_h], [1.0]])  # diag(sx, sy, 1) @ matrix
+        return Warp(matrix, h, w, int(t.interpolation), _border(t))
     return Warp(matrix, max_h, max_w, int(t.interpolation), _border(t))
 
 
 def _resized_crop(t, params, h, w):
     x0, y0, x1, y1 = params["crop_coords"]
     out_h, out_w = t.size
-    matrix = F.resize_matrix(y1 - y0, x1 - x0, out_h, out_w) @ F.translation_matrix(-x0, -y0)
-    return Warp(matrix, out_h, out_w, int(t.interpolation))
+    return Warp(F.crop_resize_matrix(x0, y0, y1 - y0, x1 - x0, out_h, out_w), out_h, out_w,
+                int(t.interpolation))
 
 
 def _resize(t, params, h, w):
@@ -651,8 +659,7 @@ def _ramp_ops(t, params, channels):
 def _brightness_contrast_ops(t, params, channels):
     """RandomBrightnessContrast: x * alpha + beta, saturated (albucore.multiply_add's table)."""
     # python floats, as albucore's convert_value makes them: the table is computed in float32
-    table = np.clip(_LEVELS * float(params["alpha"]) + float(params["beta"]), 0, 255).astype(np.uint8)
-    return [Lut(table[None])]
+    return [Lut(_clip_levels(_LEVELS * float(params["alpha"]) + float(params["beta"])))]
 
 
 def _color_jitter_ops(t, params, channels):
@@ -674,11 +681,13 @@ def _color_jitter_ops(t, params, channels):
             # hue does that twice as closely as the 180-step one albumentations uses, and faster
             steps = math.floor(256 * params["hue"]) % 256
             if steps:  # a turn under one step changes nothing
-                ops.append(HsvLut([_IDENTITY + np.uint8(steps), None, None], full=True))  # wraps mod 256
+                ops.append(HsvLut([_HUE_TURNS[steps], None, None], full=True))
     return ops
 
 
 _IDENTITY = np.arange(256, dtype=np.uint8)
+_HUE_TURNS = (_IDENTITY[None, :] + _IDENTITY[:, None])  # row k: hue + k, modulo 256 (uint8 wraps)
+_HUE_TURNS.flags.writeable = False
 _LEVELS_INT16 = np.arange(256, dtype=np.int16)
 _EYE3 = np.eye(3)
 _GRAY_ROWS = np.tile(F.GRAY_WEIGHTS, (3, 1))

@@ -263,8 +263,8 @@ def rotation_matrix(angle: float, height: int, width: int,
         return matrix, height, width
     cos, sin = abs(matrix[0, 0]), abs(matrix[0, 1])
     # 1e-6 keeps 90-degree rotations from growing by a pixel through cos(90) != 0.
-    out_w = int(np.ceil(width * cos + height * sin - 1e-6))
-    out_h = int(np.ceil(width * sin + height * cos - 1e-6))
+    out_w = math.ceil(width * cos + height * sin - 1e-6)
+    out_h = math.ceil(width * sin + height * cos - 1e-6)
     # The canvas keeps the input's pixel grid: its centre falls on a pixel centre where the
     # input's does and on a pixel corner where the input's does (the axes trade places for
     # angles nearer an odd number of quarter turns). Then a quarter turn maps pixels onto
@@ -388,8 +388,16 @@ def translation_matrix(dx: float, dy: float) -> np.ndarray:
 
 def resize_matrix(height: int, width: int, out_height: int, out_width: int) -> np.ndarray:
     """cv2.resize's map: pixel edges stay on pixel edges (x' = (x + 0.5) * sx - 0.5)."""
+    return crop_resize_matrix(0, 0, height, width, out_height, out_width)
+
+
+def crop_resize_matrix(x0: float, y0: float, height: int, width: int, out_height: int,
+                       out_width: int) -> np.ndarray:
+    """The window of height x width at (x0, y0) resized to out_height x out_width (as
+    cv2.resize maps it): resize_matrix @ translation_matrix(-x0, -y0) in one step."""
     sx, sy = out_width / width, out_height / height
-    return np.array([[sx, 0.0, 0.5 * sx - 0.5], [0.0, sy, 0.5 * sy - 0.5], [0.0, 0.0, 1.0]])
+    return np.array([[sx, 0.0, 0.5 * sx - 0.5 - x0 * sx], [0.0, sy, 0.5 * sy - 0.5 - y0 * sy],
+                     [0.0, 0.0, 1.0]])
 
 
 def hflip_matrix(width: int) -> np.ndarray:
@@ -415,7 +423,12 @@ def rot90_matrix(k: int, height: int, width: int) -> tuple[np.ndarray, int, int]
 
 def as_3x3(matrix: np.ndarray) -> np.ndarray:
     matrix = np.asarray(matrix, dtype=np.float64)
-    return matrix if matrix.shape == (3, 3) else np.vstack([matrix[:2], [0.0, 0.0, 1.0]])
+    if matrix.shape == (3, 3):
+        return matrix
+    out = np.empty((3, 3))
+    out[:2] = matrix[:2]
+    out[2] = (0.0, 0.0, 1.0)
+    return out
 
 
 def is_affine(matrix: np.ndarray) -> bool:
@@ -429,10 +442,12 @@ def exact_map(matrix: np.ndarray) -> tuple[int, int, int, int, int, int] | None:
     (a, b, tx), (c, d, ty), (g, h, i) = matrix.tolist()
     if abs(g) > 1e-12 or abs(h) > 1e-12 or abs(i - 1.0) > 1e-12:
         return None
-    values = (a, b, c, d, tx, ty)
-    rounded = [round(v) for v in values]
-    if max(abs(v - r) for v, r in zip(values, rounded)) > _EXACT_TOLERANCE:
-        return None
+    rounded = []
+    for v in (a, b, c, d, tx, ty):  # plain floats: this runs once per sample and warp
+        r = round(v)
+        if abs(v - r) > _EXACT_TOLERANCE:
+            return None
+        rounded.append(r)
     a, b, c, d, tx, ty = rounded
     if sorted((abs(a), abs(b))) != [0, 1] or sorted((abs(c), abs(d))) != [0, 1] or abs(a) == abs(c):
         return None
@@ -530,19 +545,21 @@ def _axis_aligned_resize(image: np.ndarray, matrix: np.ndarray, height: int, wid
     if b != 0 or c != 0 or g != 0 or h != 0 or i != 1 or sx == 0 or sy == 0:
         return None
     # The output frame's pixel edges (-0.5 .. size - 0.5) back in the input.
-    x0, x1 = sorted(((-0.5 - tx) / sx + 0.5, (width - 0.5 - tx) / sx + 0.5))
-    y0, y1 = sorted(((-0.5 - ty) / sy + 0.5, (height - 0.5 - ty) / sy + 0.5))
-    edges = (round(x0), round(x1), round(y0), round(y1))
-    if max(abs(v - r) for v, r in zip((x0, x1, y0, y1), edges)) > 1e-6:
-        return None
+    edges = []
+    for a, b in (((-0.5 - tx) / sx + 0.5, (width - 0.5 - tx) / sx + 0.5),
+                 ((-0.5 - ty) / sy + 0.5, (height - 0.5 - ty) / sy + 0.5)):
+        for v in ((a, b) if a <= b else (b, a)):
+            r = round(v)
+            if abs(v - r) > 1e-6:
+                return None
+            edges.append(r)
     x0, x1, y0, y1 = edges
     h, w = image.shape[:2]
     if x0 < 0 or y0 < 0 or x1 > w or y1 > h or x1 <= x0 or y1 <= y0:
         return None
     out = cv2.resize(image[y0:y1, x0:x1], (width, height), interpolation=interpolation)
-    code = {(True, False): 1, (False, True): 0, (True, True): -1}.get((sx < 0, sy < 0))
-    if code is not None:
-        out = cv2.flip(out, code)
+    if sx < 0 or sy < 0:
+        out = cv2.flip(out, -1 if sx < 0 and sy < 0 else 1 if sx < 0 else 0)
     return out.reshape(height, width, *image.shape[2:])
 
 
@@ -791,4 +808,4 @@ def gray_mean(image: np.ndarray) -> float:
     means = cv2.mean(image)
     if image.ndim == 2 or image.shape[2] == 1:
         return float(means[0])
-    return float(np.dot(GRAY_WEIGHTS, means[:3]))
+    return 0.299 * means[0] + 0.587 * means[1] + 0.114 * means[2]  # GRAY_WEIGHTS

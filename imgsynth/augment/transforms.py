@@ -15,7 +15,6 @@ import numpy as np
 from imgsynth.augment import functional as F
 
 OWN_TRANSFORMS: dict[str, type[Transform]] = {}
-_LAST_ROW = np.array([[0.0, 0.0, 1.0]])
 
 
 @dataclass
@@ -204,7 +203,7 @@ class Rotate(Transform):
         """The rotation `apply` draws, as a Warp (for a compiled chain)."""
         angle = rng.uniform(*self.limit)
         matrix, out_h, out_w = F.rotation_matrix(angle, height, width, self.expand)
-        return Warp(np.vstack([matrix, _LAST_ROW]), out_h, out_w, self._interpolation, self._border)
+        return Warp(F.as_3x3(matrix), out_h, out_w, self._interpolation, self._border)
 
     def apply(self, targets, rng):
         angle = rng.uniform(*self.limit)
