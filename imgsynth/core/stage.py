@@ -50,7 +50,9 @@ class BuildContext:
     # Built in a worker process of a run: what the driver shared (StageConfig.share) is there.
     in_worker: bool = False
     # Other samples of the data set, for stages that combine several (imgsynth.augment.multi:
-    # `len(samples)`, `samples.sample(i)`); set by a source that has them (the dataset source).
+    # `len(samples)`, `samples.sample(i)`). A chain built from a recipe gets its source
+    # config's `sample_pool(ctx)` (imgsynth.engine.pipeline), in every process that builds
+    # any part of it: a split run builds the source and later stages in different processes.
     samples: Any = None
 
 
@@ -143,6 +145,13 @@ class StageConfig(BaseModel):
 
     def count(self) -> int | None:
         """For sources: how many samples a run makes when --count is not given."""
+        return None
+
+    def sample_pool(self, ctx: BuildContext) -> Any:
+        """For sources: the samples of their data set by position (`len(pool)`,
+        `pool.sample(i)`), for stages that combine a sample with others (BuildContext.samples);
+        None when they have none. Made from the config alone (the source object may live in
+        another process) and cheap until drawn from: every part of a chain gets it."""
         return None
 
     def input_paths(self) -> list[Path]:

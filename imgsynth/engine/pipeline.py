@@ -182,6 +182,8 @@ class Pipeline:
         self.store = store
         ctx = BuildContext(seed=recipe.seed, out_dir=store.local_path, classes=classes,
                            in_worker=in_worker)
+        # From the recipe, not from building the source: the parts built here may not include it.
+        ctx.samples = recipe.source.sample_pool(ctx)
         parts = range(len(recipe.stages) + 1) if parts is None else parts
         self.source_name, names = stage_names(recipe)
         with self.limits():  # building decodes assets (object cutouts, masks)

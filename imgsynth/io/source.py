@@ -77,6 +77,18 @@ class DatasetSourceConfig(StageConfig):
         """An ImageFolder dataset's images have classes; other formats hold objects."""
         return frozenset({"label"}) if self.dataset().format == "imagefolder" else frozenset()
 
+    def opened(self, ctx: BuildContext):
+        """The dataset as a process of the run reads it: in a worker what the driver shared,
+        else the parse (imgsynth.io.readers.index)."""
+        from imgsynth.io.readers.index import shared_or_parsed
+
+        return shared_or_parsed(ctx, self.path, self.format, self.dataset)
+
+    def sample_pool(self, ctx: BuildContext) -> DatasetImages:
+        """The images for stages that combine several (Mosaic, MixUp, ...), opened when first
+        drawn from."""
+        return DatasetImages(self, ctx)
+
     def share(self, out_dir: Path) -> None:
         """Workers read the parsed dataset entry by entry instead of each parsing every
         label file again (imgsynth.io.readers.index)."""
@@ -89,12 +101,9 @@ class DatasetSource:
     """The images of a dataset, each `per_image` times (see the module's docstring)."""
 
     def __init__(self, config: DatasetSourceConfig, ctx: BuildContext):
-        from imgsynth.io.readers.index import shared_or_parsed
-
-        self.dataset = shared_or_parsed(ctx, config.path, config.format, config.dataset)
+        self.dataset = config.opened(ctx)
         self.per_image = config.per_image
         self.include_originals = config.include_originals
-        ctx.samples = DatasetImages(self.dataset)  # for stages that combine images (Mosaic, MixUp, ...)
 
     def __len__(self) -> int:
         return len(self.dataset) * self.per_image
@@ -121,10 +130,20 @@ class DatasetSource:
 
 class DatasetImages:
     """A dataset's images with their labels, as they are on disk, by position: the pool
-    multi-image transforms (imgsynth.augment.multi) draw other images from."""
+    multi-image transforms (imgsynth.augment.multi) draw other images from. Made from the
+    config, so the same wherever a stage is built; the dataset is opened on the first draw
+    (a chain without such a transform never opens it)."""
 
-    def __init__(self, dataset):
-        self.dataset = dataset
+    def __init__(self, config: DatasetSourceConfig, ctx: BuildContext):
+        self.config = config
+        self.ctx = ctx
+        self._dataset = None
+
+    @property
+    def dataset(self):
+        if self._dataset is None:
+            self._dataset = self.config.opened(self.ctx)
+        return self._dataset
 
     def __len__(self) -> int:
         return len(self.dataset)
