@@ -204,7 +204,7 @@ def targets_to_instances(targets: Targets, instances: list[Instance], layouts: l
             polygons = [p for p in (F.clip_polygon(q, w, h) for q in moved_polygons)
                         if len(p) >= 3 and F.polygon_area(p) > 0]
         if layout.mask_row is not None:
-            mask = targets.masks[layout.mask_row].astype(bool)
+            mask = _as_bool(targets.masks[layout.mask_row])
             box = tight_bbox(mask)
             visibility = _mask_visibility(inst.mask, mask, F.box_corner_points(layout.mask_box),
                                           box_points)
@@ -232,6 +232,14 @@ def targets_to_instances(targets: Targets, instances: list[Instance], layouts: l
             truncated=inst.truncated or truncated,
             visible_fraction=inst.visible_fraction * min(1.0, visibility)))
     return kept
+
+
+def _as_bool(mask: np.ndarray) -> np.ndarray:
+    """A moved mask as bool: 0/1 bytes (what warps give) are viewed, not copied (a copy per
+    object per sample is megabytes of fresh memory at 640x480); other values compared to 0."""
+    if mask.dtype == np.uint8 and mask.max() <= 1:
+        return mask.view(bool)
+    return mask != 0
 
 
 def _mask_visibility(mask_before: np.ndarray, mask_after: np.ndarray, corners_before: np.ndarray,

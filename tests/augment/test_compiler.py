@@ -331,3 +331,27 @@ def test_fuse_false_in_a_recipe_runs_the_unfused_pipeline():
 
     assert isinstance(stage([{"name": "Rotate"}]).steps[0], FusedChain)
     assert isinstance(stage([{"name": "Rotate"}], fuse=False).steps[0], AlbumentationsStep)
+
+
+NOISE_CHAINS = [
+    [{"name": "GaussNoise", "p": 1}],
+    [{"name": "GaussNoise", "std_range": [0.05, 0.3], "mean_range": [-0.1, 0.1], "p": 1}],
+    [{"name": "HorizontalFlip", "p": 0.5}, {"name": "GaussNoise", "p": 0.7},
+     {"name": "RandomBrightnessContrast", "p": 1}],
+    [{"name": "GaussNoise", "per_channel": False, "p": 1}],  # albumentations' own path
+]
+
+
+@pytest.mark.parametrize("chain", NOISE_CHAINS, ids=["default", "mean-std", "between", "shared"])
+@pytest.mark.parametrize("shape", [(H, W, 3), (37, 1001, 3), (50, 40, 1)], ids=["rgb", "wide", "gray"])
+def test_gauss_noise_in_bands_gives_albumentations_bytes(chain, shape):
+    """GaussNoise runs band by band in a fused chain (no full-image float temporaries) and
+    still gives the bytes of albumentations' own code: the same draws and noise stream."""
+    fused, unfused = stage(chain), stage(chain, fuse=False)
+    rng = np.random.default_rng(1)
+    for seed in range(4):
+        image = rng.integers(0, 256, shape, dtype=np.uint8)
+        a = fused.apply(Sample(index=seed, image=image), sample_rng(8, "n", seed)).image
+        b = unfused.apply(Sample(index=seed, image=image), sample_rng(8, "n", seed)).image
+        assert a.shape == b.shape and np.array_equal(a, b)
+        assert not np.array_equal(a, image) or chain[0].get("p") == 0.5
