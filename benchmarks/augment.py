@@ -553,6 +553,12 @@ def kernels_section(args) -> None:
                     with_rngs(bare, "g"), items)
         compare(name, lambda it: st.apply(*it), lambda t: tv(t), "torchvision v2 (tensor)",
                 with_rngs(bare, "g"), tensors)
+    # A bare transform call draws nothing per sample; in a pipeline it runs in a Compose that
+    # is seeded per sample, as the "pipeline" rows above run it.
+    flip_stage = stage_of([{"name": "HorizontalFlip", "p": 1}])
+    compare("horizontal flip, as a one-transform pipeline", lambda it: flip_stage.apply(*it),
+            peer(A.Compose([A.HorizontalFlip(p=1)])), "A.Compose",
+            with_rngs(bare, "g"), albumentations_state(items, "g"))
 
     # Batched torch path on CPU (per-sample flips, rotation, brightness/contrast, noise).
     from imgsynth.torch import BatchAugment
