@@ -9,11 +9,12 @@ transforms. What changes is how the drawn transforms are applied:
   output size, applied once: the image with the best interpolation the chain asked for,
   masks with nearest neighbour (eight per warp), label points by the matrix;
 - point-wise colour transforms on uint8 (brightness, contrast, gamma, levels, invert,
-  posterize, solarize, channel shuffle, hue/saturation/value, ColorJitter) become lookup
-  tables, composed into as few passes as their kinds allow; Normalize and ToFloat become
-  the final uint8 -> float32 conversion;
+  posterize, solarize, channel shuffle and dropout, RGB shift, white balance,
+  hue/saturation/value, ColorJitter) become lookup tables, composed into as few passes as
+  their kinds allow; Normalize and ToFloat become the final uint8 -> float32 conversion;
 - anything else (blur, noise, JPEG, elastic and other nonlinear warps, box-aware crops,
-  imgsynth's noise) is a barrier: what is pending is applied, then it runs as before.
+  imgsynth's noise) is a barrier: what is pending is applied, then it runs as before
+  (GaussNoise in bands of rows, with its own numbers: BANDED).
 
 Colour passes commute with warps (a pixel's new value depends on its old value only), so
 a segment's colour pass runs on one side of its warp (Segment._colour_first): where the
@@ -752,6 +753,10 @@ COLOUR = {
     "ColorJitter": ColourKind(_color_jitter_ops),
     "HueSaturationValue": ColourKind(_hsv_ops, channels=(3,)),
     "ChannelShuffle": ColourKind(_channel_shuffle_ops, channels=(3,)),
+    # per-channel tables: a constant shift, a dropped channel, a black-body white balance
+    "RGBShift": ColourKind(_ramp_ops, channels=(3,)),
+    "ChannelDropout": ColourKind(_ramp_ops, channels=(3,)),
+    "PlanckianJitter": ColourKind(_ramp_ops, channels=(3,)),
 }
 
 

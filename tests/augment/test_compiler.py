@@ -219,6 +219,9 @@ COLOUR = [
     {"name": "RandomToneCurve", "per_channel": True, "p": 1},
     {"name": "HueSaturationValue", "p": 1}, {"name": "ChannelShuffle", "p": 1}, {"name": "Normalize"},
     {"name": "ColorJitter", "saturation": 0, "hue": 0, "p": 1},
+    {"name": "RGBShift", "p": 1}, {"name": "ChannelDropout", "p": 1},
+    {"name": "ChannelDropout", "channel_drop_range": [1, 2], "fill": 200, "p": 1},
+    {"name": "PlanckianJitter", "p": 1}, {"name": "PlanckianJitter", "mode": "cied", "p": 1},
 ]
 
 
