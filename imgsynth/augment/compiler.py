@@ -103,7 +103,20 @@ class FloatAffine:
     multiply: tuple[float, ...]
 
 
-ColourOp = Lut | ContrastLut | HsvLut | ChannelMix | ChannelOrder | FloatAffine
+@dataclass
+class PixelMap:
+    """A transform whose output pixel depends on that input pixel alone but not channel by
+    channel (ToGray, ToSepia): its own `apply`, run where the colour pass runs, so that it
+    does not split the warps around it into two resamples."""
+
+    transform: Any
+    params: dict
+
+    def __call__(self, image: np.ndarray) -> np.ndarray:
+        return np.ascontiguousarray(self.transform.apply(image, **self.params)).reshape(image.shape)
+
+
+ColourOp = Lut | ContrastLut | HsvLut | ChannelMix | ChannelOrder | FloatAffine | PixelMap
 ENDS_UINT8 = (FloatAffine,)
 READS_STATISTICS = (ContrastLut,)
 
@@ -140,6 +153,10 @@ def apply_colour(image: np.ndarray, ops: list) -> np.ndarray:
             if tables is not None:
                 image, tables = F.lut_image(image, tables), None
             image = F.mix_channels_image(image, op.matrix)
+        elif isinstance(op, PixelMap):
+            if tables is not None:
+                image, tables = F.lut_image(image, tables), None
+            image = op(image)
         elif isinstance(op, FloatAffine):
             if tables is not None:
                 image, tables = F.lut_image(image, tables), None
@@ -719,6 +736,17 @@ def _hsv_ops(t, params, channels):
     return [HsvLut([hue, sat, val])]
 
 
+def _pixel_map_ops(t, params, channels):
+    return [PixelMap(t, params)]
+
+
+class _ToGrayKind(ColourKind):
+    def accepts(self, transform, channels: int) -> bool:
+        # per pixel and three channels out (pca reads the whole image; one channel out would
+        # change the channel count the rest of the chain was drawn for)
+        return channels == 3 and transform.num_output_channels == 3 and transform.method != "pca"
+
+
 def _channel_shuffle_ops(t, params, channels):
     return [ChannelOrder(list(params["channels_shuffled"]))]
 
@@ -757,6 +785,8 @@ COLOUR = {
     "RGBShift": ColourKind(_ramp_ops, channels=(3,)),
     "ChannelDropout": ColourKind(_ramp_ops, channels=(3,)),
     "PlanckianJitter": ColourKind(_ramp_ops, channels=(3,)),
+    "ToGray": _ToGrayKind(_pixel_map_ops),
+    "ToSepia": ColourKind(_pixel_map_ops, channels=(3,)),
 }
 
 

@@ -222,6 +222,7 @@ COLOUR = [
     {"name": "RGBShift", "p": 1}, {"name": "ChannelDropout", "p": 1},
     {"name": "ChannelDropout", "channel_drop_range": [1, 2], "fill": 200, "p": 1},
     {"name": "PlanckianJitter", "p": 1}, {"name": "PlanckianJitter", "mode": "cied", "p": 1},
+    {"name": "ToGray", "p": 1}, {"name": "ToGray", "method": "max", "p": 1}, {"name": "ToSepia", "p": 1},
 ]
 
 
@@ -358,3 +359,22 @@ def test_gauss_noise_in_bands_gives_albumentations_bytes(chain, shape):
         b = unfused.apply(Sample(index=seed, image=image), sample_rng(8, "n", seed)).image
         assert a.shape == b.shape and np.array_equal(a, b)
         assert not np.array_equal(a, image) or chain[0].get("p") == 0.5
+
+
+def test_a_per_pixel_transform_between_warps_keeps_one_resample():
+    """ToGray between two rotations does not split them: the image is resampled once (as
+    sharp as one rotation of the gray image by the summed angle), labels as unfused."""
+    chain = [{"name": "Rotate", "limit": [10, 10], "p": 1}, {"name": "ToGray", "p": 1},
+             {"name": "Rotate", "limit": [-10, -10], "p": 1}]
+    fused, unfused = stage(chain), stage(chain, fuse=False)
+    sample = scene(0)
+    a = fused.apply(sample, sample_rng(9, "g", 0))
+    b = unfused.apply(sample, sample_rng(9, "g", 0))
+    gray = cv2.cvtColor(sample.image, cv2.COLOR_RGB2GRAY)
+    inner = (slice(40, H - 40), slice(40, W - 40))  # away from the rotated corners
+    assert np.array_equal(a.image[..., 0], a.image[..., 1])
+    # +10 then -10 degrees is the identity: one resample gives the gray image back exactly
+    assert np.array_equal(a.image[..., 0][inner], gray[inner])
+    assert not np.array_equal(b.image[..., 0][inner], gray[inner])  # two resamples blur
+    for x, y in zip(a.instances, b.instances, strict=True):
+        assert np.abs(np.subtract(x.bbox_xyxy, y.bbox_xyxy)).max() <= 1.0
