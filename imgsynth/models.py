@@ -32,9 +32,9 @@ from imgsynth.evaluate.features import (
     INCEPTION_FILE,
     INCEPTION_SHA256,
     INCEPTION_URL,
-    file_sha256,
     hub_checkpoints_dir,
 )
+from imgsynth.io.folders import file_sha256
 from imgsynth.io.atomic import open_resumable
 
 try:

@@ -22,13 +22,13 @@ torch-fidelity's TF1-compatible kernel); `clean` resizes with antialiasing.
 
 from __future__ import annotations
 
-import hashlib
 import os
 from pathlib import Path
 
 import numpy as np
 
 from imgsynth.core.errors import InputError, MissingModelError, RecipeError, did_you_mean
+from imgsynth.io.folders import file_sha256
 
 PRESETS = ("paper", "clean")
 INCEPTION_FILE = "weights-inception-2015-12-05-6726825d.pth"
@@ -49,12 +49,6 @@ def hub_checkpoints_dir() -> Path:
     return Path(torch_home) / "hub" / "checkpoints"
 
 
-def file_sha256(path: str | os.PathLike) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def check_preset(preset: str) -> str:

@@ -15,7 +15,6 @@ streams them into PyTorch.
 
 from __future__ import annotations
 
-import hashlib
 import io
 import itertools
 import json
@@ -25,6 +24,7 @@ from pathlib import Path
 
 from imgsynth.core.errors import RecipeError
 from imgsynth.io.atomic import atomic_write_text, atomic_writer
+from imgsynth.io.folders import file_sha256
 from imgsynth.io.writers import Records
 
 SHARD_DIR = "shards"
@@ -64,11 +64,7 @@ def write_tar(path: Path, members: Iterable[tuple[str, bytes]]) -> str:
                 info.uid = info.gid = 0
                 info.uname = info.gname = ""
                 tar.addfile(info, io.BytesIO(data))
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+    return file_sha256(path)
 
 
 def write_webdataset(out_dir: Path, records: Records, classes: list[str], output) -> list[Path]:
