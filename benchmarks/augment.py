@@ -187,7 +187,7 @@ def make_lines(n: int) -> list[np.ndarray]:
 
 def stage_of(transforms, fuse: bool = True):
     return AugmentConfig.model_validate({"type": "augment", "transforms": transforms, "fuse": fuse}).build(
-        BuildContext(seed=0))
+        BuildContext())
 
 
 # ---------------------------------------------------------------------------

@@ -140,7 +140,7 @@ def imgsynth_source(bg_dir: Path, blend: dict[str, float]):
         "scale": [0.2, 0.53], "rotation": [0, 360], "flip_horizontal": 0.5, "aspect_jitter": 0,
         "max_occlusion": 1.0, "max_truncation": 0.5, "min_visible_fraction": 0.0, "min_area": 1,
         "blend": blend, "feather_radius": 2.0})
-    return cfg.build(BuildContext(seed=0))
+    return cfg.build(BuildContext())
 
 
 def run_imgsynth(bg_dir: Path, n: int, blend: dict[str, float]):

@@ -157,7 +157,7 @@ def main() -> None:
             config = DiffuseConfig(model=str(folder), labels=["cat", "dog"], images_per_class=args.images,
                                    prompts=["a photo of a {class}"], steps=args.steps, width=side,
                                    height=side, safety_checker="off", **extra)
-            source = config.build(BuildContext(seed=0))
+            source = config.build(BuildContext())
 
             def imgsynth_images(indices, source=source):
                 source.generate_batch(indices, [sample_rng(0, "diffuse", i) for i in indices])

@@ -67,7 +67,7 @@ def internals() -> SimpleNamespace:
 
     def build_source(recipe_path: Path):
         """A recipe's source object (a run's workers build theirs the same way)."""
-        return load_recipe(recipe_path).source.build(BuildContext(seed=0))
+        return load_recipe(recipe_path).source.build(BuildContext())
 
     def source_unet(source):
         return source.pipe.unet  # DiffusionSource's pipeline (its UNet may be compiled)

@@ -42,9 +42,11 @@ SHARED_DIR = ".imgsynth/shared"
 
 @dataclass
 class BuildContext:
-    """What a stage may know about the run when it is built (once per worker)."""
+    """What a stage may know about the run when it is built (once per worker).
 
-    seed: int
+    No seed: randomness comes per sample from (seed, stage, index) (imgsynth.core.rng), so a
+    built part is the same for every seed and a new seed need not build it again (the studio)."""
+
     out_dir: Path | None = None
     classes: list[str] | None = None  # the run's class list, when known
     # Built in a worker process of a run: what the driver shared (StageConfig.share) is there.

@@ -180,8 +180,7 @@ class Pipeline:
                  parts: range | None = None, in_worker: bool = False):
         self.recipe = recipe
         self.store = store
-        ctx = BuildContext(seed=recipe.seed, out_dir=store.local_path, classes=classes,
-                           in_worker=in_worker)
+        ctx = BuildContext(out_dir=store.local_path, classes=classes, in_worker=in_worker)
         # From the recipe, not from building the source: the parts built here may not include it.
         ctx.samples = recipe.source.sample_pool(ctx)
         parts = range(len(recipe.stages) + 1) if parts is None else parts

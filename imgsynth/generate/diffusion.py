@@ -502,7 +502,7 @@ def regenerate(out_dir: str | os.PathLike, index: int) -> np.ndarray:
     meta = record["meta"]
     group = meta.get("batch", [index])
     source_name = stage_names(recipe)[0]
-    source = DiffusionSource(recipe.source, BuildContext(seed=recipe.seed))
+    source = DiffusionSource(recipe.source, BuildContext())
     threads = torch.get_num_threads()
     torch.set_num_threads(meta.get("torch_threads", threads))
     try:

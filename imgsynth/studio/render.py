@@ -8,12 +8,13 @@ store in memory, so the image bytes are the run's bytes for those indices.
 
 Between edits the session keeps what an edit leaves valid:
 - built parts (the source, each stage: loaded cutouts, fonts, datasets, models), keyed by
-  their config, the seed and the classes; a change to one stage rebuilds only that stage;
-- each index's sample after the source, keyed by the source's config: a change to a stage
-  re-applies the stages to it instead of making it again;
+  their config and the classes, not the seed (BuildContext has none: samples draw their
+  randomness when made); a change to one stage rebuilds only that stage;
+- each index's sample after the source, keyed by the seed and the source's config: a change
+  to a stage re-applies the stages to it instead of making it again;
 - each index's finished sample and its encoded files, keyed by the whole chain and by the
   output keys the writer reads: paging back, or undoing an edit, makes nothing again.
-A change of seed, count-independent keys aside, invalidates every sample (not the assets).
+A change of seed makes every sample again and builds nothing.
 
 All that the studio uses from the rest of imgsynth is imported here, in one place.
 """
@@ -273,10 +274,12 @@ class RecipeSession:
     def _render(self, part, indices: range) -> dict[str, Any]:
         recipe: Recipe = part.recipe
         classes = recipe.output.classes or recipe.source.classes()
-        common = [recipe.seed, classes, recipe.max_image_pixels]
+        common = [classes, recipe.max_image_pixels]  # what a build reads besides its config
         part_keys = [_key(common, part.resolved["source"])] + [_key(common, s) for s in part.resolved["stages"]]
         written_keys = {k: v for k, v in part.resolved["output"].items() if k not in FINALIZE_ONLY_KEYS}
-        chain = (recipe.name, *part_keys)
+        # a sample depends on the seed (its randomness), the name (its seed keys) and the parts
+        generated_key = (recipe.name, recipe.seed, part_keys[0])
+        chain = (*generated_key, *part_keys[1:])
         output_key = (chain, _key(written_keys))
         # what this render did: parts built, samples made by the source, samples whose
         # stages ran again on a kept source sample, samples encoded, samples kept whole
@@ -291,7 +294,7 @@ class RecipeSession:
                 continue
             if pipeline is None:
                 pipeline = self._pipeline(recipe, classes, part_keys, reuse)
-            made[index] = self._make(pipeline, chain, output_key, index, reuse)
+            made[index] = self._make(pipeline, generated_key, chain, output_key, index, reuse)
         for index, rendered in made.items():
             if isinstance(rendered, Future):
                 made[index] = rendered = rendered.result()
@@ -322,15 +325,15 @@ class RecipeSession:
             self.builds.move_to_end(key)
         return pipeline
 
-    def _make(self, pipeline: Pipeline, chain: tuple, output_key: tuple, index: int,
-              reuse: dict) -> Future:
+    def _make(self, pipeline: Pipeline, generated_key: tuple, chain: tuple, output_key: tuple,
+              index: int, reuse: dict) -> Future:
         finished = self.samples.get(("finished", chain, index))
         if finished is None:
-            generated = self.samples.get(("generated", chain[:2], index))
+            generated = self.samples.get(("generated", generated_key, index))
             if generated is None:
                 reuse["made"] += 1
                 [(_, generated)] = list(pipeline.outcomes(range(index, index + 1), stages=range(0)))
-                self.samples.put(("generated", chain[:2], index), generated, outcome_bytes(generated))
+                self.samples.put(("generated", generated_key, index), generated, outcome_bytes(generated))
             else:
                 reuse["staged_again"] += 1
             # stages change samples in place: they get a copy, the cache keeps its own

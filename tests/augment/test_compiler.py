@@ -20,7 +20,7 @@ H, W = 240, 320
 
 def stage(transforms, fuse=True, **kwargs):
     config = AugmentConfig.model_validate({"type": "augment", "transforms": transforms, "fuse": fuse, **kwargs})
-    return config.build(BuildContext(seed=0))
+    return config.build(BuildContext())
 
 
 def ellipses(seed: int) -> list[tuple[float, float, float, float]]:

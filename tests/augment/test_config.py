@@ -73,7 +73,7 @@ os.environ.pop("NO_ALBUMENTATIONS_UPDATE", None)
 from imgsynth.augment.config import AugmentConfig
 from imgsynth.core.stage import BuildContext
 AugmentConfig.model_validate({"type": "augment", "transforms": [
-    {"name": "Rotate", "limit": 10}, {"name": "GaussianBlur"}]}).build(BuildContext(seed=0))
+    {"name": "Rotate", "limit": 10}, {"name": "GaussianBlur"}]}).build(BuildContext())
 print(json.dumps({"torch": "torch" in sys.modules, "requests": calls}))
 """
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

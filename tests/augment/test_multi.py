@@ -48,7 +48,7 @@ POOL = Pool([tile(k) for k in range(1, 6)])
 
 def stage(transforms, pool=POOL, **kwargs):
     config = AugmentConfig.model_validate({"type": "augment", "transforms": transforms, **kwargs})
-    return config.build(BuildContext(seed=0, samples=pool))
+    return config.build(BuildContext(samples=pool))
 
 
 def test_mosaic_clips_every_object_to_its_quadrant_exactly():
@@ -150,7 +150,7 @@ def test_transforms_after_a_multi_image_transform_see_the_combined_image():
 def test_a_recipe_without_a_dataset_source_is_refused_before_anything_is_written(tmp_path):
     config = AugmentConfig.model_validate({"type": "augment", "transforms": [{"name": "imgsynth.MixUp"}]})
     with pytest.raises(RecipeError, match="dataset") as info:
-        config.build(BuildContext(seed=0))
+        config.build(BuildContext())
     assert "AugmentedDataset" in str(info.value)
 
 

@@ -13,7 +13,7 @@ from imgsynth.core.stage import BuildContext
 
 def stage(transforms, **kwargs):
     config = AugmentConfig.model_validate({"type": "augment", "transforms": transforms, **kwargs})
-    return config.build(BuildContext(seed=0))
+    return config.build(BuildContext())
 
 
 def disc_sample(h=60, w=80, channels=3):

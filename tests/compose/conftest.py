@@ -72,7 +72,7 @@ def assets(tmp_path_factory) -> Path:
 def build(assets: Path, **fields):
     data = {"objects": str(assets / "objects"), "backgrounds": str(assets / "backgrounds"),
             "width": 160, "height": 120, **fields}
-    return ComposeConfig.model_validate(data).build(BuildContext(seed=0))
+    return ComposeConfig.model_validate(data).build(BuildContext())
 
 
 def generate(source, index: int, seed: int = 0):

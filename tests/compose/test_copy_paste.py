@@ -16,7 +16,7 @@ from imgsynth.io.readers import read_dataset
 
 
 def _source(path, **fields):
-    return CopyPasteConfig(dataset=str(path), **fields).build(BuildContext(seed=0))
+    return CopyPasteConfig(dataset=str(path), **fields).build(BuildContext())
 
 
 def test_pasted_instances_cover_old_ones_and_labels_stay_exact(coco_dataset):

@@ -148,31 +148,31 @@ def test_empty_alpha_cutout_is_left_out_and_a_class_of_only_those_is_an_error(tm
     good = encode_image(np.dstack([textured(20, 20, 1), shape_alpha(20, 20, 0)]))
     empty = encode_image(np.zeros((20, 20, 4), np.uint8))
     cfg = _library(tmp_path, {"a/good.png": good, "a/empty.png": empty})
-    source = cfg.build(BuildContext(seed=0))
+    source = cfg.build(BuildContext())
     assert [c.file.endswith("good.png") for c in source.library.by_class["a"]] == [True]
     assert "empty.png" in caplog.text
     cfg = _library(tmp_path / "2", {"a/good.png": good, "b/empty.png": empty})
     with pytest.raises(InputError, match="no usable objects for class.*b") as err:
-        cfg.build(BuildContext(seed=0))
+        cfg.build(BuildContext())
     assert "empty.png: empty alpha" in str(err.value)
 
 
 def test_unreadable_object_file_names_the_file(tmp_path):
     cfg = _library(tmp_path, {"a/broken.png": b"not a png"})
     with pytest.raises(InputError, match="broken.png"):
-        cfg.build(BuildContext(seed=0))
+        cfg.build(BuildContext())
 
 
 def test_empty_class_folder_and_missing_mask_are_errors(tmp_path):
     (tmp_path / "lib" / "empty").mkdir(parents=True)
     cfg = _library(tmp_path, {"a/x.png": encode_image(np.dstack([textured(9, 9, 1), shape_alpha(9, 9, 1)]))})
     with pytest.raises(InputError, match="class 'empty' has no images"):
-        cfg.build(BuildContext(seed=0))
+        cfg.build(BuildContext())
     pairs = ComposeConfig.model_validate({
         "objects": {"path": str(tmp_path / "lib"), "format": "image_mask", "classes": ["a"]},
         "backgrounds": str(tmp_path / "bg")})
     with pytest.raises(InputError, match="x_mask.png"):
-        pairs.build(BuildContext(seed=0))
+        pairs.build(BuildContext())
 
 
 def test_recipe_errors_name_the_key(assets):

@@ -48,7 +48,7 @@ def _source(model: Path, **fields):
     config = DiffuseConfig(model=str(model), labels=["cat", "dog"], images_per_class=2, steps=3,
                            prompts=["a photo of a {class} {context}"],
                            slots={"context": ["on a sofa", "in a garden", ""]}, **fields)
-    return config.build(BuildContext(seed=0))
+    return config.build(BuildContext())
 
 
 def _recipe(tmp_path: Path, model: Path, source_extra: str = "", extra: str = "") -> Path:
@@ -375,7 +375,7 @@ def _labeled_sample(image: np.ndarray) -> Sample:
 
 def test_img2img_keeps_size_label_and_drops_boxes_unless_asked(tiny_sd_model):
     image = np.random.default_rng(0).integers(0, 255, (30, 22, 3), dtype=np.uint8)  # not a multiple of 8
-    stage = Img2ImgConfig(model=str(tiny_sd_model), steps=4, strength=0.5).build(BuildContext(seed=0))
+    stage = Img2ImgConfig(model=str(tiny_sd_model), steps=4, strength=0.5).build(BuildContext())
     out = stage.apply(_labeled_sample(image), sample_rng(0, "0.diffuse_img2img", 0))
     assert out.image.shape == (30, 22, 3) and out.label == "cat" and out.instances == []
     assert not np.array_equal(out.image, image)
@@ -383,14 +383,14 @@ def test_img2img_keeps_size_label_and_drops_boxes_unless_asked(tiny_sd_model):
     again = stage.apply(_labeled_sample(image), sample_rng(0, "0.diffuse_img2img", 0))
     assert np.array_equal(out.image, again.image)
 
-    keep = Img2ImgConfig(model=str(tiny_sd_model), steps=4, strength=0.25, keep_boxes=True).build(BuildContext(seed=0))
+    keep = Img2ImgConfig(model=str(tiny_sd_model), steps=4, strength=0.25, keep_boxes=True).build(BuildContext())
     gray = keep.apply(_labeled_sample(image[:, :, :1]), sample_rng(0, "0.diffuse_img2img", 0))
     assert gray.image.shape == (30, 22, 1)
     assert [i.bbox_xyxy for i in gray.instances] == [(4.0, 6.0, 20.0, 18.0)]
 
 
 def test_filtered_img2img_sample_is_skipped(tiny_sd_model):
-    stage = Img2ImgConfig(model=str(tiny_sd_model), steps=2, strength=0.5).build(BuildContext(seed=0))
+    stage = Img2ImgConfig(model=str(tiny_sd_model), steps=2, strength=0.5).build(BuildContext())
 
     # What StableDiffusionPipeline's checker does with a flagged image: black it out and say so.
     stage.pipe.run_safety_checker = lambda image, device, dtype: (image * 0, [True])
@@ -453,7 +453,7 @@ def test_an_sdxl_class_checkpoint_generates_and_varies_labeled_images(tiny_sdxl_
     again = source.generate(0, sample_rng(0, "diffuse", 0))
     assert first.image.shape == (32, 32, 3) and first.label == "cat"
     assert np.array_equal(first.image, again.image) and first.meta["scheduler"] == "EulerDiscreteScheduler"
-    stage = Img2ImgConfig(model=str(tiny_sdxl_model), steps=4, strength=0.5).build(BuildContext(seed=0))
+    stage = Img2ImgConfig(model=str(tiny_sdxl_model), steps=4, strength=0.5).build(BuildContext())
     assert type(stage.pipe).__name__ == "StableDiffusionXLImg2ImgPipeline"
     varied = stage.apply(first, sample_rng(0, "0.diffuse_img2img", 0))
     assert varied.label == "cat" and varied.image.shape == (32, 32, 3)
@@ -483,5 +483,5 @@ def test_a_device_this_machine_lacks_is_a_recipe_error_naming_the_key(tiny_sd_mo
     assert err.value.key == "source.device"
     assert "device 'cuda' is not available on this machine" in str(err.value)
     with pytest.raises(RecipeError) as err:
-        Img2ImgConfig(model=str(tiny_sd_model), device="cuda").build(BuildContext(seed=0))
+        Img2ImgConfig(model=str(tiny_sd_model), device="cuda").build(BuildContext())
     assert err.value.key == "stages.diffuse_img2img.device"

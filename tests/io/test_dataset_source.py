@@ -40,7 +40,7 @@ def test_count_classes_and_index_mapping(written, classes):
     write_coco(out, records, classes, OutputConfig())
     config = DatasetSourceConfig(type="dataset", path=out, copies=2, include_originals=True)
     assert config.classes() == classes and config.count() == 3 * 3
-    source = config.build(BuildContext(seed=0))
+    source = config.build(BuildContext())
     seen = []
     for index in range(config.count() + 3):  # one more image's worth: a second round
         sample = source.generate(index, sample_rng(0, "source", index))
@@ -57,8 +57,8 @@ def test_reads_the_sample_assets_datasets_alike():
     coco = DatasetSourceConfig(type="dataset", path=SHAPES)
     yolo = DatasetSourceConfig(type="dataset", path="sample_assets/datasets/shapes_yolo")
     assert coco.classes() == yolo.classes() and coco.count() == yolo.count() == 12
-    a = coco.build(BuildContext(seed=0)).generate(4, None)
-    b = yolo.build(BuildContext(seed=0)).generate(4, None)
+    a = coco.build(BuildContext()).generate(4, None)
+    b = yolo.build(BuildContext()).generate(4, None)
     assert a.class_names == b.class_names
     for x, y in zip(a.instances, b.instances):
         assert np.array_equal(x.mask, y.mask) and x.bbox_xyxy == y.bbox_xyxy
@@ -95,11 +95,11 @@ def test_workers_read_the_drivers_index_and_load_the_same_samples(tmp_path, writ
     resolve(FORMATS[fmt])(out, records, classes, OutputConfig(formats=[fmt]))
     path = out / "imagefolder" if fmt == "imagefolder" else out
     config = DatasetSourceConfig(type="dataset", path=path, format=fmt, copies=2)
-    parsed = config.build(BuildContext(seed=0)).dataset  # the driver's parse
+    parsed = config.build(BuildContext()).dataset  # the driver's parse
     config.share(tmp_path / "run")
     assert isinstance(parsed.entries, list) and isinstance(config.dataset().entries, IndexedEntries)
     worker_config = DatasetSourceConfig(type="dataset", path=path, format=fmt, copies=2)
-    opened = worker_config.build(BuildContext(seed=0, out_dir=tmp_path / "run", in_worker=True)).dataset
+    opened = worker_config.build(BuildContext(out_dir=tmp_path / "run", in_worker=True)).dataset
     assert isinstance(opened.entries, IndexedEntries) and worker_config._dataset is None  # not parsed
     assert (opened.format, opened.classes, opened.issues) == (parsed.format, parsed.classes, parsed.issues)
     assert len(opened) == len(parsed) == 3
@@ -109,5 +109,5 @@ def test_workers_read_the_drivers_index_and_load_the_same_samples(tmp_path, writ
 
 def test_a_worker_without_the_index_parses_the_dataset(tmp_path):
     config = DatasetSourceConfig(type="dataset", path=SHAPES)
-    source = config.build(BuildContext(seed=0, out_dir=tmp_path, in_worker=True))
+    source = config.build(BuildContext(out_dir=tmp_path, in_worker=True))
     assert isinstance(source.dataset.entries, list) and len(source) == 12

@@ -37,7 +37,7 @@ LINES = [
 
 
 def build(**options):
-    return OcrConfig(type="ocr", **options).build(BuildContext(seed=0))
+    return OcrConfig(type="ocr", **options).build(BuildContext())
 
 
 def generate(source, index, seed=0):

@@ -12,7 +12,7 @@ from imgsynth.core.stage import BuildContext
 def rotate_by(angle, expand):
     config = AugmentConfig.model_validate({"type": "augment", "transforms": [
         {"name": "imgsynth.Rotate", "limit": [angle, angle], "expand": expand, "p": 1}]})
-    return config.build(BuildContext(seed=0))
+    return config.build(BuildContext())
 
 
 def scene(height, width, count=31, seed=0):

@@ -24,12 +24,17 @@ def render(client, text: str, **fields) -> dict:
     return answer
 
 
+def run_written(recipe: Path, out: Path, count: int, overrides: tuple[str, ...] = ()) -> list[dict]:
+    """The manifest records `imgsynth run` writes into `out` (the files beside them)."""
+    run_recipe(recipe, out, count=count, overrides=NO_LABEL_FILES + overrides, quiet=True)
+    return [json.loads(line) for line in (out / "manifest.jsonl").read_text().splitlines()]
+
+
 @pytest.mark.parametrize("name", ["compose.yaml", "augment.yaml"])
 def test_the_studio_shows_the_bytes_and_records_that_run_writes(studio, tmp_path, name):
     recipe = local_recipe(name, tmp_path)
     out = tmp_path / "out"
-    run_recipe(recipe, out, count=16, overrides=NO_LABEL_FILES, quiet=True)
-    written = [json.loads(line) for line in (out / "manifest.jsonl").read_text().splitlines()]
+    written = run_written(recipe, out, 16)
     client = studio(recipe)
     text = recipe.read_text()
     shown = render(client, text)["samples"] + render(client, text, start=12, count=4)["samples"]
@@ -69,6 +74,23 @@ def test_an_edit_renders_only_what_it_changed(tmp_path):
     undo = session.render(stage["text"])  # back to 4 objects: kept, not made again
     assert undo["timing"]["files_reused"] == 12
     assert {len(s["record"]["instances"]) for s in undo["samples"]} != {1}
+    session.close()
+
+
+def test_a_new_seed_rebuilds_nothing_and_shows_what_run_writes_with_it(tmp_path):
+    recipe = local_recipe("compose.yaml", tmp_path)
+    session = RecipeSession(recipe)
+    first = session.render(session.baseline, count=4)
+    reseeded = session.render(first["text"], edit=("seed", "7"), count=4)
+    # no part reads the seed when built: fonts, cutouts, datasets and models are kept
+    assert reseeded["timing"]["built"] == 0 and reseeded["timing"]["made"] == 4
+    out = tmp_path / "out"
+    written = run_written(recipe, out, 4, ("seed=7",))
+    for sample, record in zip(reseeded["samples"], written, strict=True):
+        assert sample["record"] == record
+        image, _ = session.file(reseeded["generation"], sample["index"], "image")
+        assert image == (out / record["image"]).read_bytes(), sample["index"]
+    assert [s["record"] for s in first["samples"]] != [s["record"] for s in reseeded["samples"]]
     session.close()
 
 
