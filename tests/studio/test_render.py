@@ -242,7 +242,8 @@ def test_the_text_on_disk_is_never_written_by_rendering(tmp_path):
     session.close()
 
 
-def test_reload_reads_changed_input_files_again(tmp_path):
+def _own_backgrounds(tmp_path) -> tuple:
+    """compose.yaml reading a copy of the sample backgrounds: (recipe, backgrounds folder)."""
     import shutil
 
     from tests.studio.conftest import REPO
@@ -251,15 +252,76 @@ def test_reload_reads_changed_input_files_again(tmp_path):
     shutil.copytree(REPO / "sample_assets" / "backgrounds", backgrounds)
     recipe = local_recipe("compose.yaml", tmp_path)
     recipe.write_text(recipe.read_text().replace(f"{REPO}/sample_assets/backgrounds", str(backgrounds)))
+    return recipe, backgrounds
+
+
+def test_an_input_file_changed_on_disk_is_read_again_at_the_next_render(tmp_path):
+    import os
+
+    import cv2
+
+    recipe, backgrounds = _own_backgrounds(tmp_path)
     session = RecipeSession(recipe)
     before = session.render(session.baseline, count=2)
-    for image in backgrounds.iterdir():  # every background replaced by another picture
+    unchanged = session.render(session.baseline, count=2)
+    assert unchanged["timing"]["built"] == 0 and unchanged["timing"]["files_reused"] == 2
+
+    # the background of sample 0, same name, other pixels, a later mtime (as an editor saves it)
+    used = backgrounds / Path(before["samples"][0]["record"]["meta"]["compose"]["background"]).name
+    cv2.imwrite(str(used), 255 - cv2.imread(str(used)))
+    stat = used.stat()
+    os.utime(used, ns=(stat.st_atime_ns, stat.st_mtime_ns + 10**9))
+    after = session.render(session.baseline, count=2)
+    assert after["timing"]["built"] == 1  # the compose source, not the augment stage
+    assert after["timing"]["made"] == 2 and after["timing"]["files_reused"] == 0
+    old_image, _ = session.file(before["generation"], 0, "image")
+    new_image, _ = session.file(after["generation"], 0, "image")
+    assert old_image != new_image
+    session.close()
+
+
+def test_a_background_removed_on_disk_is_no_longer_drawn_and_reload_forgets_everything(tmp_path):
+    recipe, backgrounds = _own_backgrounds(tmp_path)
+    session = RecipeSession(recipe)
+    before = session.render(session.baseline, count=2)
+    for image in backgrounds.iterdir():  # every background but one removed
         if image.name != "sky_640x480.jpg":
             image.unlink()
-    kept = session.render(session.baseline, count=2)
-    assert kept["timing"]["files_reused"] == 2  # what was read stays until asked
+    seen = session.render(session.baseline, count=2)
+    assert seen["timing"]["built"] == 1 and seen["timing"]["made"] == 2
+    assert all("sky_640x480.jpg" in s["record"]["meta"]["compose"]["background"] for s in seen["samples"])
+    assert before["samples"][0]["record"] != seen["samples"][0]["record"]
     fresh = session.render(session.baseline, count=2, reload=True)
     assert fresh["timing"]["built"] == 2 and fresh["timing"]["made"] == 2
-    assert all("sky_640x480.jpg" in s["record"]["meta"]["compose"]["background"] for s in fresh["samples"])
-    assert before["samples"][0]["record"] != fresh["samples"][0]["record"]
+    assert [s["record"] for s in fresh["samples"]] == [s["record"] for s in seen["samples"]]
+    session.close()
+
+
+def test_a_data_set_changed_on_disk_reaches_the_stages_that_draw_from_it(tmp_path):
+    import os
+
+    from tests.conftest import make_coco_dataset
+
+    data = make_coco_dataset(tmp_path / "data")
+    recipe = tmp_path / "mosaic.yaml"
+    recipe.write_text(f"""
+seed: 2
+count: 4
+source: {{type: dataset, path: {data}, format: coco}}
+stages:
+  - type: augment
+    transforms: [{{name: imgsynth.Mosaic, size: [96, 128]}}]
+output: {{formats: [coco], preview: false}}
+""")
+    session = RecipeSession(recipe)
+    session.render(session.baseline, count=4)
+    make_coco_dataset(data, seed=1)  # other images and labels, the same names
+    for path in [data / "annotations.json", *(data / "images").iterdir()]:
+        stat = path.stat()
+        os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns + 10**9))
+    after = session.render(session.baseline, count=4)
+    # Mosaic's other images come from the source's data set (BuildContext.samples): rebuilt too
+    assert after["timing"]["built"] == 2
+    written = run_written(recipe, tmp_path / "out", 4)
+    assert [s["record"] for s in after["samples"]] == written
     session.close()
