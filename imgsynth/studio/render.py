@@ -489,11 +489,17 @@ def sample_view(generation: int, rendered: Rendered) -> dict[str, Any]:
 def files_fingerprint(paths: list[Path]) -> str:
     """A digest of what `paths` hold, without reading them: (size, mtime) of each file, and
     the listing of each folder (every file under it, as files_in walks: symlinked folders
-    not entered). About 3 ms for a folder of 1,000 files, so it is taken at every render."""
+    not entered). Taken at every render: about 3 ms for a folder of 1,000 files; a folder
+    of more than STATTED_FILES files is fingerprinted by its folders' mtimes and its file
+    count (a file added, removed or renamed is seen; one overwritten in place is seen after
+    Reload): a folder of 100,000 files took 1.0 s with a stat per file, 0.05 s so."""
     digest = hashlib.sha256()
     for path in paths:
         digest.update(json.dumps([str(path), _stat_listing(str(path))]).encode())
     return digest.hexdigest()
+
+
+STATTED_FILES = 2000
 
 
 def _stat_listing(path: str) -> Any:
@@ -503,21 +509,30 @@ def _stat_listing(path: str) -> Any:
         return None  # missing: building says so, naming the file
     if not os.path.isdir(path):
         return [st.st_size, st.st_mtime_ns]
-    found, folders = [], [path]
-    while folders:
+    files, folders, pending = [], [(path, st.st_mtime_ns)], [path]
+    while pending:
         try:
-            entries = list(os.scandir(folders.pop()))
+            entries = list(os.scandir(pending.pop()))
         except OSError:
             continue
         for entry in entries:
             try:
                 if entry.is_dir(follow_symlinks=False):
-                    folders.append(entry.path)
+                    pending.append(entry.path)
+                    folders.append((entry.path, entry.stat(follow_symlinks=False).st_mtime_ns))
                 elif entry.is_file():
-                    st = entry.stat()
-                    found.append((entry.path, st.st_size, st.st_mtime_ns))
+                    files.append(entry)
             except OSError:  # gone meanwhile
                 continue
+    if len(files) > STATTED_FILES:
+        return [sorted(folders), len(files)]  # a folder's mtime changes with its listing
+    found = []
+    for entry in files:
+        try:
+            st = entry.stat()
+        except OSError:  # gone meanwhile
+            continue
+        found.append((entry.path, st.st_size, st.st_mtime_ns))
     return sorted(found)
 
 
