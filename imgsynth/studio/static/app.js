@@ -199,7 +199,7 @@ async function showRecipe() {
           ...[4, 8, 12, 24, 48].map((n) => el("option", { value: n, selected: n === R.count }, `${n} samples`))),
         el("span", { class: "sep" }),
         el("button", { id: "seed", title: "Set the recipe's seed to a new random value", onclick: newSeed }, "New seed"),
-        el("button", { id: "reload", title: "Read the recipe's input files again (after changing them on disk)",
+        el("button", { id: "reload", title: "Forget what was built and read: changed files are seen by themselves; this is for models in caches and files overwritten in very large folders",
           onclick: () => render(null, true) }, "Reload"),
         el("label", {}, el("input", { id: "labels", type: "checkbox", checked: state.labels, onchange: toggleLabels }), " labels"),
         el("span", { class: "sep" }),
