@@ -348,6 +348,7 @@ class OwnItem:
 
     def __init__(self, transform):
         self.transform = transform
+        self.name = transform.name
         self.geometric = hasattr(transform, "warp")
 
     def kind(self, segment: Segment) -> str:
@@ -450,9 +451,7 @@ class AlbumentationsItem:
             if params is None:
                 return targets
             out = np.ascontiguousarray(self.transform.apply(np.ascontiguousarray(image), **params))
-            if out.ndim == 2 and image.ndim == 3:
-                out = out[:, :, None]
-            return _with_image(targets, out)
+            return _with_image(targets, F.as_pixels_of(out, image))
         return self.step(targets, rng, py_random=py_random)
 
 
@@ -512,6 +511,9 @@ class FusedChain:
                 warp = item.draw_warp(rng, segment)
                 if warp is None:
                     continue
+                if warp.height < 1 or warp.width < 1:  # unfused: a cv2 assertion
+                    raise ValueError(f"{item.name} leaves no pixels: {segment.height}x{segment.width} "
+                                     f"-> {warp.height}x{warp.width} (height x width)")
                 if not segment.accepts_warp(warp):
                     targets = segment.apply(targets)
                     segment = Segment(targets)
@@ -570,8 +572,14 @@ def _d4(t, params, h, w):
     return Warp(matrix, height, width)
 
 
+def _warp_size(out_h: int, out_w: int, h: int, w: int) -> tuple[int, int]:
+    """The output size cv2.warpAffine/warpPerspective give for a dsize: an empty one (a
+    fitted output of a 1-pixel-high image rounds to 0 rows) means the input's size."""
+    return (h, w) if out_h <= 0 or out_w <= 0 else (out_h, out_w)
+
+
 def _affine(t, params, h, w):
-    out_h, out_w = (int(np.round(v)) for v in params["output_shape"][:2])
+    out_h, out_w = _warp_size(*(int(np.round(v)) for v in params["output_shape"][:2]), h, w)
     return Warp(F.as_3x3(params["matrix"]), out_h, out_w, int(t.interpolation), _border(t))
 
 
@@ -590,7 +598,7 @@ def _perspective(t, params, h, w):
     if t.keep_size:
         matrix = matrix * np.array([[w / max_w], [h / max_h], [1.0]])  # diag(sx, sy, 1) @ matrix
         return Warp(matrix, h, w, int(t.interpolation), _border(t))
-    return Warp(matrix, max_h, max_w, int(t.interpolation), _border(t))
+    return Warp(matrix, *_warp_size(max_h, max_w, h, w), int(t.interpolation), _border(t))
 
 
 def _resized_crop(t, params, h, w):
