@@ -211,6 +211,15 @@ def rot90_image(image: np.ndarray, k: int) -> np.ndarray:
     return cv2.rotate(image, _ROTATE_CODES[k]).reshape(*size, *image.shape[2:])
 
 
+def as_pixels_of(out: np.ndarray, image: np.ndarray) -> np.ndarray:
+    """A pixel transform's output as height x width x channels of the image it was given:
+    albumentations returns 2-D gray images, and its ToGray/ToRGB squeeze an image one
+    pixel high or wide (1x5 RGB came back as 5x3)."""
+    if image.ndim == 3 and out.shape[:2] != image.shape[:2] or out.ndim < image.ndim:
+        return out.reshape(*image.shape[:2], -1)
+    return out
+
+
 def masks_apply(masks: np.ndarray, image_kernel, *args) -> np.ndarray:
     """Apply an image kernel to each (H, W) mask of an (N, H, W) stack."""
     if len(masks) == 0:

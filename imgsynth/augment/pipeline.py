@@ -227,7 +227,9 @@ class AlbumentationsStep:
             data["bboxes"] = boxes[(boxes[:, 2] > boxes[:, 0]) & (boxes[:, 3] > boxes[:, 1])]
         out = compose(force_apply=drawn, **data)
         image = out["image"]
-        if image.ndim == 2 and targets.image.ndim == 3:
+        if not self.moves_labels:  # pixel transforms only: the input's height and width
+            image = F.as_pixels_of(image, targets.image)
+        elif image.ndim == 2 and targets.image.ndim == 3:
             image = image[:, :, None]
         masks = np.asarray(out["masks"], dtype=np.uint8) if len(targets.masks) else \
             np.zeros((0, *image.shape[:2]), dtype=np.uint8)
