@@ -10,6 +10,7 @@ from it) before each call, never its own or global state.
 
 from __future__ import annotations
 
+import functools
 import inspect
 import os
 import random
@@ -118,6 +119,7 @@ def make_transform(name: str, params: dict[str, Any]):
                              f"Parameters of {name}: {', '.join(allowed)}")
     if not name.startswith(OWN_PREFIX):
         params = _albumentations_params(name, cls, params)
+        cls = _keeping_image_size(cls)
     try:
         transform = cls(**params)
     except (ValueError, TypeError) as exc:
@@ -135,6 +137,32 @@ def make_transform(name: str, params: dict[str, Any]):
             "would disagree. Use border_mode: constant or replicate, or imgsynth.Rotate with "
             "border_mode: reflect (mirrored copies stay unlabeled, labels of the real objects exact)")
     return transform
+
+
+@functools.cache
+def _keeping_image_size(cls: type) -> type:
+    """A pixel transform (albumentations' ImageOnlyTransform) whose output keeps its input's
+    height and width (F.as_pixels_of): ToGray and ToRGB squeeze an image one pixel high or
+    wide, so that the transforms after them in a Compose saw a 1x5 RGB image as 5x3 gray.
+    The same class name (compiled chains look transforms up by it)."""
+    from albumentations.core.transforms_interface import ImageOnlyTransform
+
+    if not issubclass(cls, ImageOnlyTransform):
+        return cls
+
+    def apply(self, img, *args, **params):
+        return F.as_pixels_of(cls.apply(self, img, *args, **params), img)
+
+    def __reduce_ex__(self, protocol):  # pickled by its albumentations class (DataLoader workers)
+        return _new_keeping_image_size, (cls,), self.__getstate__()
+
+    return type(cls.__name__, (cls,), {"apply": apply, "__reduce_ex__": __reduce_ex__,
+                                      "__module__": cls.__module__, "__qualname__": cls.__qualname__})
+
+
+def _new_keeping_image_size(cls: type):
+    sized = _keeping_image_size(cls)
+    return sized.__new__(sized)
 
 
 def _albumentations_params(name: str, cls: type, params: dict[str, Any]) -> dict[str, Any]:
@@ -227,9 +255,7 @@ class AlbumentationsStep:
             data["bboxes"] = boxes[(boxes[:, 2] > boxes[:, 0]) & (boxes[:, 3] > boxes[:, 1])]
         out = compose(force_apply=drawn, **data)
         image = out["image"]
-        if not self.moves_labels:  # pixel transforms only: the input's height and width
-            image = F.as_pixels_of(image, targets.image)
-        elif image.ndim == 2 and targets.image.ndim == 3:
+        if image.ndim == 2 and targets.image.ndim == 3:
             image = image[:, :, None]
         masks = np.asarray(out["masks"], dtype=np.uint8) if len(targets.masks) else \
             np.zeros((0, *image.shape[:2]), dtype=np.uint8)

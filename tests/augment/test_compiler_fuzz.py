@@ -86,3 +86,18 @@ def test_to_gray_keeps_an_image_one_pixel_high_or_wide(shape, dtype, fuse):
     gray = rgb.astype(np.float64).mean(axis=2)
     assert np.abs(out[..., 0] - gray).max() <= (1 if dtype == np.uint8 else 1e-6)
     assert (out == out[..., :1]).all()
+
+
+@pytest.mark.parametrize("fuse", [True, False])
+def test_to_gray_before_a_flip_of_a_one_pixel_high_image(fuse):
+    """In one albumentations Compose the flip after ToGray saw the squeezed 5x3 image; the
+    stage still pickles (DataLoader workers) with ToGray keeping the image's size."""
+    import pickle
+
+    rgb = image(1, 5).astype(np.float32) / np.float32(255)
+    augment = stage([{"name": "ToGray", "method": "average", "p": 1}, {"name": "HorizontalFlip", "p": 1}], fuse=fuse)
+    outs = [a.apply(Sample(index=0, image=rgb), np.random.default_rng(0)).image
+            for a in (augment, pickle.loads(pickle.dumps(augment)))]
+    gray = rgb.mean(axis=2)[:, ::-1]
+    for out in outs:
+        assert out.shape == (1, 5, 3) and np.abs(out[..., 1] - gray).max() < 1e-6
