@@ -101,3 +101,150 @@ def test_to_gray_before_a_flip_of_a_one_pixel_high_image(fuse):
     gray = rgb.mean(axis=2)[:, ::-1]
     for out in outs:
         assert out.shape == (1, 5, 3) and np.abs(out[..., 1] - gray).max() < 1e-6
+
+
+# ---------------------------------------------------------------------------
+# The randomized comparison, bounded and seeded
+# ---------------------------------------------------------------------------
+
+SIZES = [(1, 1), (1, 7), (7, 1), (3, 2), (5, 5), (17, 31), (64, 48), (9, 120), (80, 120), (101, 67)]
+EXACT = {"HorizontalFlip", "VerticalFlip", "Transpose", "RandomRotate90", "D4", "imgsynth.Rot90",
+         "imgsynth.Transpose", "imgsynth.HorizontalFlip", "imgsynth.VerticalFlip", "Pad"}
+RESIZES = {"RandomResizedCrop", "RandomSizedCrop", "Resize", "RandomScale", "LongestMaxSize", "SmallestMaxSize"}
+# Colour transforms whose own pixels a fused chain gives (ColorJitter and ToFloat: docs/augment.md)
+OWN_PIXELS = {"HueSaturationValue", "RandomBrightnessContrast", "RandomGamma", "ToGray", "ToSepia", "RGBShift",
+              "ChannelDropout", "ChannelShuffle", "Normalize", "InvertImg", "Posterize", "Solarize"}
+
+
+def random_transform(r, h, w):
+    def size(n):
+        return int(r.integers(1, 2 * n + 3))
+
+    def pick(options):
+        return options[int(r.integers(len(options)))]
+
+    border = {"border_mode": pick(["constant", "replicate"]), "fill": pick([0, int(r.integers(256)), [9, 99, 199]])}
+    interpolation = {"interpolation": pick(["nearest", "linear", "cubic"])}
+    x0, y0 = int(r.integers(0, w + 1)), int(r.integers(0, h + 1))
+    return pick([
+        {"name": "HorizontalFlip"}, {"name": "VerticalFlip"}, {"name": "Transpose"}, {"name": "RandomRotate90"},
+        {"name": "D4"}, {"name": "imgsynth.Rot90"}, {"name": "imgsynth.Transpose"}, {"name": "imgsynth.HorizontalFlip"},
+        {"name": "Affine", "rotate": [-40, 40], "scale": [0.6, 1.4], "shear": [-10, 10],
+         "fit_output": bool(r.integers(2)), **border, **interpolation},
+        {"name": "ShiftScaleRotate", **border, **interpolation}, {"name": "SafeRotate", **border, **interpolation},
+        {"name": "Rotate", "limit": 60, "crop_border": bool(r.integers(2)), **border, **interpolation},
+        {"name": "Perspective", "scale": [0.02, 0.15], "keep_size": bool(r.integers(2)),
+         "fit_output": bool(r.integers(2)), **border, **interpolation},
+        {"name": "RandomResizedCrop", "size": [size(h), size(w)], **interpolation},
+        {"name": "Resize", "height": size(h), "width": size(w), **interpolation},
+        {"name": "RandomScale", "scale_limit": 0.5, **interpolation},
+        {"name": pick(["LongestMaxSize", "SmallestMaxSize"]), "max_size": size(max(h, w)), **interpolation},
+        {"name": "RandomCrop", "height": size(h), "width": size(w), "pad_if_needed": bool(r.integers(2)), **border},
+        {"name": "CenterCrop", "height": size(h), "width": size(w), "pad_if_needed": bool(r.integers(2)), **border},
+        {"name": "Crop", "x_min": x0, "y_min": y0, "x_max": x0 + size(w // 2), "y_max": y0 + size(h // 2),
+         "pad_if_needed": bool(r.integers(2)), **border},
+        {"name": "Pad", "padding": [int(v) for v in r.integers(0, 6, 4)], **border},
+        {"name": "PadIfNeeded", "min_height": size(h), "min_width": size(w), **border},
+        {"name": "imgsynth.Rotate", "limit": 90, "expand": bool(r.integers(2)), **interpolation,
+         "border_mode": pick(["constant", "reflect", "replicate"])},
+        {"name": "ColorJitter"}, {"name": "HueSaturationValue"}, {"name": "RandomBrightnessContrast"},
+        {"name": "RandomGamma"}, {"name": "ToGray", "method": pick(["weighted_average", "average", "max"])},
+        {"name": "ToSepia"}, {"name": "RGBShift"}, {"name": "ChannelDropout"}, {"name": "ChannelShuffle"},
+        {"name": "Normalize"}, {"name": "ToFloat"}, {"name": "Posterize"}, {"name": "Solarize"},
+        {"name": "GaussNoise"}, {"name": "Blur", "blur_limit": [3, 5]}, {"name": "CoarseDropout"},
+        {"name": "ImageCompression"}, {"name": "imgsynth.GaussianNoise", "sigma": 3},
+    ])
+
+
+def random_sample(r, index):
+    h, w = SIZES[int(r.integers(len(SIZES)))]
+    channels = int(r.choice([3, 3, 1, 4]))
+    pixels = r.integers(0, 256, (h, w, channels), dtype=np.uint8)
+    if r.random() < 0.15:
+        pixels = pixels.astype(np.float32) / np.float32(255)
+    yy, xx = np.mgrid[:h, :w] + 0.5
+    instances = []
+    for k in range(int(r.integers(0, 4))):
+        cx, cy = r.uniform(-0.2 * w, 1.2 * w), r.uniform(-0.2 * h, 1.2 * h)
+        rx, ry = r.uniform(0.5, max(1, w / 2)), r.uniform(0.5, max(1, h / 2))
+        x1, y1, x2, y2 = np.clip([cx - rx, cy - ry, cx + rx, cy + ry], 0, [w, h, w, h]).tolist()
+        if x2 <= x1 or y2 <= y1:
+            x1, y1, x2, y2 = 0.0, 0.0, float(w), float(h)
+        kind = int(r.integers(3))
+        if kind == 0:
+            mask = ((xx - cx) / rx) ** 2 + ((yy - cy) / ry) ** 2 < 1
+            box = (x1, y1, x2, y2) if not mask.any() else tuple(
+                float(v) for v in (np.nonzero(mask.any(0))[0][0], np.nonzero(mask.any(1))[0][0],
+                                   np.nonzero(mask.any(0))[0][-1] + 1, np.nonzero(mask.any(1))[0][-1] + 1))
+            instances.append(Instance(f"m{k}", box, mask=mask))
+        elif kind == 1:
+            instances.append(Instance(f"b{k}", (x1, y1, x2, y2)))
+        else:
+            keypoints = np.stack([r.uniform(x1, x2, 3), r.uniform(y1, y2, 3), np.full(3, 2.0)], axis=1)
+            instances.append(Instance(f"k{k}", (x1, y1, x2, y2), keypoints=keypoints))
+    return Sample(index=index, image=pixels, instances=instances)
+
+
+def differences(chain, sample, fused, unfused) -> list[str]:
+    """What a fused chain must not change (the tolerated differences: docs/augment.md)."""
+    if isinstance(fused, Exception) or isinstance(unfused, Exception):
+        if isinstance(unfused, Exception):
+            return []  # both fail (a warp to no pixels fails in cv2 unfused, with a message fused)
+        return [f"fused raised {fused!r}"]
+    if fused.image.shape != unfused.image.shape or fused.image.dtype != unfused.image.dtype:
+        return [f"image {fused.image.shape} {fused.image.dtype} vs {unfused.image.shape} {unfused.image.dtype}"]
+    names = [t["name"] for t in chain]
+    exact = set(names) <= EXACT
+    problems = []
+    if (exact or (len(names) == 1 and names[0] in OWN_PIXELS)) and not np.array_equal(fused.image, unfused.image):
+        problems.append("pixels differ")
+    # albumentations replicates masks into a replicated border (compiled: a zero border, as
+    # documented), and scales label points through a resize in pixel-index coordinates
+    replicated = any(t.get("border_mode") == "replicate" and not t["name"].startswith("imgsynth.") for t in chain)
+    resized = bool(RESIZES & set(names))
+    geometric = sum(name not in OWN_PIXELS | {"ColorJitter", "ToFloat"} for name in names)
+    ours, theirs = ({i.class_name: i for i in s.instances} for s in (fused, unfused))
+    for name in set(ours) | set(theirs):
+        a, b = ours.get(name), theirs.get(name)
+        if a is None or b is None:
+            kept = a or b
+            x1, y1, x2, y2 = kept.bbox_xyxy
+            if not (replicated or resized) and (x2 - x1) * (y2 - y1) > 12:
+                problems.append(f"{name} kept by one chain only")
+            continue
+        if replicated or (resized and (a.mask is None or min(a.mask.sum(), b.mask.sum()) < 400)):
+            continue
+        limit = 1e-3 if exact else max(1.0, geometric) + (0.5 if resized else 0.0)
+        if np.abs(np.subtract(a.bbox_xyxy, b.bbox_xyxy)).max() > limit:
+            problems.append(f"{name} box {a.bbox_xyxy} vs {b.bbox_xyxy}")
+        if a.mask is not None and exact and not np.array_equal(a.mask, b.mask):
+            problems.append(f"{name} mask differs")
+        if a.mask is not None and min(a.mask.sum(), b.mask.sum()) >= 400:
+            iou = (a.mask & b.mask).sum() / (a.mask | b.mask).sum()
+            if iou < 0.9:
+                problems.append(f"{name} mask IoU {iou:.3f}")
+        if a.keypoints is not None and np.abs(a.keypoints[:, :2] - b.keypoints[:, :2]).max() > limit + 1:
+            problems.append(f"{name} keypoints")
+    return problems
+
+
+def test_fused_chains_match_the_unfused_chain_on_random_chains_and_samples():
+    """300 random chains of 1-6 transforms (geometric with varied borders, fills,
+    interpolations, crops larger than the image; colour; barriers; random p) on random
+    samples (RGB, gray, 4 channels, float32; 1x1 to 101x67; masks, boxes, keypoints at the
+    border or none), each run fused and unfused with the same Generator."""
+    import warnings
+
+    failures = []
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for index in range(300):
+            r = np.random.default_rng(index)
+            sample = random_sample(r, index)
+            h, w = sample.image.shape[:2]
+            chain = [{**random_transform(r, h, w), "p": float(r.choice([1.0, 1.0, 0.5, 0.0]))}
+                     for _ in range(int(r.integers(1, 7)))]
+            problems = differences(chain, sample, *both(chain, sample))
+            if problems:
+                failures.append((index, sample.image.shape, chain, problems))
+    assert not failures, failures[:3]
