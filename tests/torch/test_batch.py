@@ -51,9 +51,10 @@ def test_batched_path_takes_and_returns_bounding_boxes_in_their_format():
 
 
 def test_flips_turns_and_rotation_are_one_grid_sample_per_batch(monkeypatch):
-    """A sample's flips, quarter turns and rotation compose into one matrix: the batch's
-    images are resampled once (before: exact flips, then a rotation), its masks by the same
-    grid, and the masks are those of imgsynth's per-sample warp of that matrix."""
+    """With the torch kernels (a GPU's, or kernels="torch"), a sample's flips, quarter turns
+    and rotation compose into one matrix: the batch's images are resampled once (before:
+    exact flips, then a rotation), its masks by the same grid, and the masks are those of
+    imgsynth's per-sample warp of that matrix."""
     import cv2
     import numpy as np
 
@@ -71,7 +72,7 @@ def test_flips_turns_and_rotation_are_one_grid_sample_per_batch(monkeypatch):
     for m in masks:
         m[0, 6:20, 9:30] = 1
     boxes = [torch.tensor([[9.0, 6.0, 30.0, 20.0]]) for _ in range(n)]
-    augment = BatchAugment(seed=3, hflip=0.5, vflip=0.5, rot90=0.5, rotate_limit=25)
+    augment = BatchAugment(seed=3, hflip=0.5, vflip=0.5, rot90=0.5, rotate_limit=25, kernels="torch")
     out, out_boxes, out_masks = augment(images, boxes, masks, batch_index=0)
     assert calls.count((n, 3, size, size)) == 1  # the images: one grid_sample for the batch
     gen = augment.generator(0, images.device)
