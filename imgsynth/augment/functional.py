@@ -668,14 +668,15 @@ def fill_outside(image: np.ndarray, quads: list[Quad], value) -> np.ndarray:
     """`image` (changed in place) with the pixels outside any of the convex quadrilaterals
     set to `value`. Each is one cv2.fillPoly of the frame and the quadrilateral (even-odd:
     the frame minus the quadrilateral), which also paints the pixels its edges pass
-    through: the quadrilateral is grown by a pixel first, so that pixels whose centres lie
-    inside stay as they are."""
+    through: the quadrilateral is grown by half a pixel first, so that pixels whose centres
+    lie inside stay as they are and those outside are set (grown by a whole pixel, a crop
+    then a pad kept the row and column the crop had cut away next to its window)."""
     height, width = image.shape[:2]
     frame = np.array([[-2, -2], [width + 1, -2], [width + 1, height + 1], [-2, height + 1]], np.int32) << _SHIFT
     channels = image.shape[2] if image.ndim == 3 else 1
     values = fill_tuple(value) * channels if len(fill_tuple(value)) == 1 else fill_tuple(value)
     for quad in quads:
-        contours = [frame, np.round(np.array(_grown(quad, 1.0)) * (1 << _SHIFT)).astype(np.int32)]
+        contours = [frame, np.round(np.array(_grown(quad, 0.5)) * (1 << _SHIFT)).astype(np.int32)]
         for i in range(0, channels, 4):  # cv2 draws on at most 4 channels
             part = image if channels <= 4 else np.ascontiguousarray(image[:, :, i:i + 4])
             cv2.fillPoly(part, contours, values[i:i + 4] if channels > 1 else values[:1],

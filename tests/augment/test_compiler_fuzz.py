@@ -103,13 +103,26 @@ def test_to_gray_before_a_flip_of_a_one_pixel_high_image(fuse):
         assert out.shape == (1, 5, 3) and np.abs(out[..., 1] - gray).max() < 1e-6
 
 
+def test_a_pad_after_a_crop_shows_its_fill_not_the_cut_away_pixels():
+    """A crop then a pad is one whole-pixel map: the pixels just outside the crop window
+    showed through the pad (their row and column kept by the fill of a frame grown by a
+    whole pixel), in the image and in the masks."""
+    chain = [{"name": "CenterCrop", "height": 3, "width": 3, "p": 1}, {"name": "Pad", "padding": 2, "fill": 142, "p": 1}]
+    sample = Sample(index=0, image=image(7, 5), instances=[Instance("all", (0.0, 0.0, 5.0, 7.0), mask=np.ones((7, 5), bool))])
+    fused, unfused = both(chain, sample)
+    assert np.array_equal(fused.image, unfused.image)
+    assert (fused.image[5] == 142).all() and (fused.image[:, 5] == 142).all()
+    assert np.array_equal(fused.instances[0].mask, unfused.instances[0].mask)
+    assert fused.instances[0].bbox_xyxy == unfused.instances[0].bbox_xyxy == (2.0, 2.0, 5.0, 5.0)
+
+
 # ---------------------------------------------------------------------------
 # The randomized comparison, bounded and seeded
 # ---------------------------------------------------------------------------
 
 SIZES = [(1, 1), (1, 7), (7, 1), (3, 2), (5, 5), (17, 31), (64, 48), (9, 120), (80, 120), (101, 67)]
 EXACT = {"HorizontalFlip", "VerticalFlip", "Transpose", "RandomRotate90", "D4", "imgsynth.Rot90",
-         "imgsynth.Transpose", "imgsynth.HorizontalFlip", "imgsynth.VerticalFlip", "Pad"}
+         "imgsynth.Transpose", "imgsynth.HorizontalFlip", "imgsynth.VerticalFlip", "Pad", "CenterCrop", "Crop"}
 RESIZES = {"RandomResizedCrop", "RandomSizedCrop", "Resize", "RandomScale", "LongestMaxSize", "SmallestMaxSize"}
 # Colour transforms whose own pixels a fused chain gives (ColorJitter and ToFloat: docs/augment.md)
 OWN_PIXELS = {"HueSaturationValue", "RandomBrightnessContrast", "RandomGamma", "ToGray", "ToSepia", "RGBShift",
