@@ -423,7 +423,8 @@ def augment_section(plan: Plan, dev: Device, report: Report, workers: int) -> No
                          exact, notes=f"{count} images, {workers} DataLoader workers")
 
         # 2. BatchAugment on the device, same image size, each batch size.
-        augment = BatchAugment(seed=0, **AUG_BATCH)
+        # the torch kernels: what runs on a GPU, also in toy mode on a CPU (which would pick OpenCV)
+        augment = BatchAugment(seed=0, kernels="torch", **AUG_BATCH)
         for b in plan.aug_batches:
             with report.guard("augment", f"BatchAugment B={b} {size}"):
                 pick = [i % pool for i in range(b)]
