@@ -9,6 +9,7 @@ image unchanged (`Sample.passthrough`, stages leave it alone).
 
 from __future__ import annotations
 
+from copy import deepcopy
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
@@ -104,6 +105,7 @@ class DatasetSource:
         self.dataset = config.opened(ctx)
         self.per_image = config.per_image
         self.include_originals = config.include_originals
+        self._last: tuple[int, Any] | None = None  # (dataset image, its sample as read)
 
     def __len__(self) -> int:
         return len(self.dataset) * self.per_image
@@ -121,11 +123,21 @@ class DatasetSource:
 
     def generate(self, index: int, rng) -> Any:
         image, copy = self.locate(index)
-        sample = self.dataset.load(image)
+        sample = self._read(image)
         sample.index = index
         sample.meta = {"source_index": image, "copy": copy}
         sample.passthrough = self.include_originals and copy == 0
         return sample
+
+
+    def _read(self, image: int) -> Any:
+        """The image's sample as on disk. The copies of an image are consecutive indices (one
+        chunk of a worker), so the last image read is kept and each copy gets its own deep
+        copy (stages change samples in place): one decode per image instead of one per copy."""
+        if self._last is None or self._last[0] != image:
+            self._last = None  # a failed read keeps nothing
+            self._last = (image, self.dataset.load(image))
+        return deepcopy(self._last[1])
 
 
 class DatasetImages:
