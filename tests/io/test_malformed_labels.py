@@ -122,7 +122,9 @@ def test_yolo_out_of_range_is_clipped_and_zero_size_dropped(tmp_path):
     sample = ds.load(0)
     assert sample.class_names == ["cat", "dog"]
     np.testing.assert_allclose(sample.instances[0].bbox_xyxy, (28.0, 12.0, 40.0, 18.0))
-    assert sample.instances[1].mask[12, 10] and not sample.instances[1].mask[:, 21:].any()
+    # pixel centers inside the triangle (0, 6) (20, 6) (20, 18): (15.5, 8.5) is, (10.5, 12.5) is not
+    assert sample.instances[1].mask[8, 15] and not sample.instances[1].mask[12, 10]
+    assert not sample.instances[1].mask[:, 20:].any()
 
 
 def test_yolo_image_without_label_is_background(tmp_path):

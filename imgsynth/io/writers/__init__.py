@@ -35,6 +35,8 @@ def _control_characters(name: str) -> list[str]:
 
 
 def _xml_name_problem(name: str) -> str | None:
+    if not name:
+        return "is empty, which VOC readers take for a missing <name>"
     bad = _control_characters(name)
     if bad:
         return f"holds control characters ({', '.join(bad)}), which XML cannot hold"

@@ -40,9 +40,13 @@ def write_imagefolder(out_dir: Path, records: Records, classes: list[str], outpu
 def write_csv(out_dir: Path, records: Records, classes: list[str], output) -> list[Path]:
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
+    # csv quotes a field only for the characters of its line terminator ("\n"), but readers
+    # also end a row at "\r": a row holding one is quoted whole.
+    quoted = csv.writer(buf, lineterminator="\n", quoting=csv.QUOTE_ALL)
     writer.writerow(["file", "label"])
     for rec in _labeled(records, "csv"):
-        writer.writerow([rec["image"], rec["label"]])
+        row = [rec["image"], rec["label"]]
+        (quoted if any("\r" in field for field in row) else writer).writerow(row)
     path = Path(out_dir) / "labels.csv"
     atomic_write_text(path, buf.getvalue())
     return [path]

@@ -3,9 +3,11 @@
 Ids start at 1: image id = record id, category id = position in the class list + 1,
 annotation ids in record order. `bbox` is xywh, `area` the mask pixel count when a mask
 exists, else the box area. `segmentation` is the compressed RLE of the mask
-(output.coco_segmentation: rle) or its outer contours (polygon; a mask too small to give
-a 3-point contour keeps its RLE); an instance without a mask writes its polygons, or `[]`
-when it is a box only. The info block is fixed, so the bytes depend only on the records.
+(output.coco_segmentation: rle) or its outlines (polygon: along pixel edges, so pycocotools
+decodes exactly the mask's pixels, one-pixel parts and lines included; a mask with a hole
+keeps its RLE, as a COCO polygon cannot hold one); an instance without a mask writes its
+polygons, or `[]` when it is a box only. The info block is fixed, so the bytes depend only
+on the records.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from pathlib import Path
 
 from imgsynth import __version__
 from imgsynth.core.boxes import xyxy_to_xywh
-from imgsynth.core.masks import mask_polygons, rle_decode
+from imgsynth.core.masks import mask_outlines, rle_decode
 from imgsynth.io.atomic import atomic_writer
 from imgsynth.io.writers import Records, class_ids, labeled_boxes
 
@@ -67,9 +69,9 @@ def _write_list(fh, items) -> None:
 def coco_segmentation(inst: dict, encoding: str) -> dict | list:
     rle = inst.get("segmentation")
     if rle is not None and encoding == "polygon":
-        polygons = mask_polygons(rle_decode(rle))
-        if polygons:
-            return [[round(float(v), 2) for v in p.reshape(-1)] for p in polygons]
+        outlines, holes = mask_outlines(rle_decode(rle))
+        if outlines and not holes:
+            return [[float(v) for v in p.reshape(-1)] for p in outlines]  # whole numbers
     if rle is not None:
         return rle
     return inst.get("polygons") or []

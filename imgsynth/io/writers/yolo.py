@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from imgsynth.core.boxes import xyxy_to_cxcywh_norm
-from imgsynth.core.masks import mask_polygons, rle_decode
+from imgsynth.core.masks import mask_outlines, rle_decode
 from imgsynth.io.atomic import atomic_write_text
 from imgsynth.io.readers.base import LabelWarning
 from imgsynth.io.writers import Records, class_ids, image_under, labeled_boxes, link_or_copy
@@ -68,12 +68,14 @@ def write_yolo_segment(out_dir: Path, records: Records, classes: list[str], outp
 
 
 def segment_points(inst: dict, box, rec: dict) -> np.ndarray:
-    """One (K, 2) outline per instance in absolute pixels. Several parts are joined into
-    one outline (YOLO has one polygon per object); a box-only instance gives its corners."""
+    """One (K, 2) outline per instance in absolute pixels. A mask's outline runs along pixel
+    edges (`mask_outlines`: every part, one-pixel ones included, and the tight box as the
+    outline's extent); several parts are joined into one outline (YOLO has one polygon per
+    object) and holes cannot be held. A box-only instance gives its corners."""
     if inst.get("polygons"):
         parts = [np.asarray(p, dtype=np.float64).reshape(-1, 2) for p in inst["polygons"]]
     elif inst.get("segmentation"):
-        parts = mask_polygons(rle_decode(inst["segmentation"]))
+        parts = mask_outlines(rle_decode(inst["segmentation"]))[0]
     else:
         parts = []
     if not parts:
@@ -116,6 +118,11 @@ def write_data_yaml(root: Path, classes: list[str]) -> Path:
 
     doc = {"train": "images", "val": "images",
            "names": dict(enumerate(classes))}
+    text = yaml.safe_dump(doc, sort_keys=False, allow_unicode=True)
+    if yaml.safe_load(text) != doc:
+        # A character YAML reads as a line break (U+0085) comes back as a space when written
+        # raw: escape every non-ASCII character instead, so each name reads back as it is.
+        text = yaml.safe_dump(doc, sort_keys=False, allow_unicode=False)
     path = root / "data.yaml"
-    atomic_write_text(path, yaml.safe_dump(doc, sort_keys=False, allow_unicode=True))
+    atomic_write_text(path, text)
     return path
