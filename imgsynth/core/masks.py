@@ -231,8 +231,21 @@ def polygons_to_mask(polygons: list[np.ndarray], height: int, width: int) -> np.
     for polygon in polygons:
         pts = np.asarray(polygon, dtype=np.float64).reshape(-1, 2)
         if len(pts) >= 3 and height and width:
-            canvas |= _polygon_mask(_snap_to_centers(pts), height, width)
+            _fill_polygon(canvas, _snap_to_centers(pts))
     return canvas
+
+
+def _fill_polygon(canvas: np.ndarray, pts: np.ndarray) -> None:
+    """One polygon ORed into the canvas, rasterized over its bounding window only (the
+    window's corner is whole pixels away, so the shifted coordinates are exact)."""
+    height, width = canvas.shape
+    c0 = max(int(np.ceil(pts[:, 0].min() - 0.5)), 0)
+    c1 = min(int(np.floor(pts[:, 0].max() - 0.5)), width - 1)
+    r0 = max(int(np.ceil(pts[:, 1].min() - 0.5)), 0)
+    r1 = min(int(np.floor(pts[:, 1].max() - 0.5)), height - 1)
+    if c0 > c1 or r0 > r1:
+        return
+    canvas[r0:r1 + 1, c0:c1 + 1] |= _polygon_mask(pts - (c0, r0), r1 - r0 + 1, c1 - c0 + 1)
 
 
 def _snap_to_centers(pts: np.ndarray) -> np.ndarray:
@@ -255,7 +268,9 @@ def _polygon_mask(pts: np.ndarray, height: int, width: int) -> np.ndarray:
         last = min(int(np.floor(hi.max() - 0.5)), height - 1)
         if first <= last:
             yc = np.arange(first, last + 1) + 0.5
-            x_at = ex0[:, None] + (yc - ey0[:, None]) * ((ex1 - ex0) / (ey1 - ey0))[:, None]
+            # multiplied before divided: exact where a center lies on an edge between whole-
+            # or half-pixel vertices (the quotient is then a representable half-integer)
+            x_at = ex0[:, None] + (yc - ey0[:, None]) * (ex1 - ex0)[:, None] / (ey1 - ey0)[:, None]
             for crosses in ((lo[:, None] <= yc) & (yc < hi[:, None]),
                             (lo[:, None] < yc) & (yc <= hi[:, None])):
                 xs = np.sort(np.where(crosses, x_at, np.inf), axis=0)
