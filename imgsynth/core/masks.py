@@ -199,7 +199,12 @@ def mask_outlines(mask: np.ndarray) -> tuple[list[np.ndarray], bool]:
     import cv2
 
     m = np.ascontiguousarray(mask, dtype=np.uint8)
-    twice = np.repeat(np.repeat(m, 2, axis=0), 2, axis=1)
+    x, y, w, h = cv2.boundingRect(m) if m.ndim == 2 and m.size else (0, 0, 0, 0)
+    if w == 0:
+        return [], False
+    # only the mask's window (a pixel of margin), doubled by an exact nearest resize
+    window = cv2.copyMakeBorder(m[y:y + h, x:x + w], 1, 1, 1, 1, cv2.BORDER_CONSTANT, value=0)
+    twice = cv2.resize(window, None, fx=2, fy=2, interpolation=cv2.INTER_NEAREST)
     contours, hierarchy = cv2.findContours(twice, cv2.RETR_CCOMP, cv2.CHAIN_APPROX_SIMPLE)
     if not contours:
         return [], False
@@ -208,7 +213,7 @@ def mask_outlines(mask: np.ndarray) -> tuple[list[np.ndarray], bool]:
     for contour, parent in zip(contours, parents):
         if parent >= 0:  # a hole of the outline `parent`
             continue
-        pts = np.floor((contour.reshape(-1, 2) + 0.5) / 2 + 0.5)
+        pts = np.floor((contour.reshape(-1, 2) + 0.5) / 2 + 0.5) + (x - 1, y - 1)
         pts = pts[np.r_[True, (pts[1:] != pts[:-1]).any(axis=1)]]  # corners met twice
         if len(pts) > 1 and (pts[0] == pts[-1]).all():
             pts = pts[:-1]
