@@ -625,16 +625,18 @@ def _max_size(t, params, h, w):  # MaxSizeTransform.apply
 def _crop(t, params, h, w):
     from albumentations.augmentations.crops.functional import crop
 
-    matrix, border = np.eye(3), None
+    left = top = 0
+    border = None
     pad = params.get("pad_params")
     if pad is not None and any(pad[k] for k in ("pad_top", "pad_bottom", "pad_left", "pad_right")):
-        matrix, border = F.translation_matrix(pad["pad_left"], pad["pad_top"]), _border(t)
+        left, top, border = pad["pad_left"], pad["pad_top"], _border(t)
         h, w = h + pad["pad_top"] + pad["pad_bottom"], w + pad["pad_left"] + pad["pad_right"]
     x0, y0, x1, y1 = params["crop_coords"]
-    # albumentations' own check (a window outside the padded image is a ValueError there),
-    # on a placeholder of that size: the warp would fill the missing part silently
-    crop(_placeholder((h, w), np.dtype(np.uint8)), x0, y0, x1, y1)
-    return Warp(F.translation_matrix(-x0, -y0) @ matrix, y1 - y0, x1 - x0, None, border)
+    if not (0 <= x0 < x1 <= w and 0 <= y0 < y1 <= h):
+        # albumentations' own check raises its ValueError for a window outside the padded
+        # image (the warp would fill the missing part silently)
+        crop(_placeholder((h, w), np.dtype(np.uint8)), x0, y0, x1, y1)
+    return Warp(F.translation_matrix(left - x0, top - y0), y1 - y0, x1 - x0, None, border)
 
 
 def _pad(t, params, h, w):
