@@ -195,7 +195,15 @@ def vflip_image(image: np.ndarray) -> np.ndarray:
 
 
 def transpose_image(image: np.ndarray) -> np.ndarray:
+    if not cv2_transposes(image):
+        return np.ascontiguousarray(np.swapaxes(image, 0, 1))
     return cv2.transpose(image).reshape(image.shape[1], image.shape[0], *image.shape[2:])
+
+
+def cv2_transposes(image: np.ndarray) -> bool:
+    """Whether cv2.transpose/rotate have a kernel for the image's pixel size (bytes per pixel
+    1, 2, 3, 4, 6, 8, 12, 16, 24 or 32: not 5 uint8 or 5 float32 channels)."""
+    return image.itemsize * (image.shape[2] if image.ndim == 3 else 1) in (1, 2, 3, 4, 6, 8, 12, 16, 24, 32)
 
 
 _ROTATE_CODES = {1: cv2.ROTATE_90_COUNTERCLOCKWISE, 2: cv2.ROTATE_180, 3: cv2.ROTATE_90_CLOCKWISE}
@@ -206,6 +214,8 @@ def rot90_image(image: np.ndarray, k: int) -> np.ndarray:
     k %= 4
     if k == 0:
         return image.copy()
+    if not cv2_transposes(image):
+        return np.ascontiguousarray(np.rot90(image, k))
     h, w = image.shape[:2]
     size = (h, w) if k == 2 else (w, h)
     return cv2.rotate(image, _ROTATE_CODES[k]).reshape(*size, *image.shape[2:])
@@ -529,6 +539,9 @@ def _exact_copy(image: np.ndarray, exact: tuple[int, ...], height: int, width: i
     if x0 < 0 or y0 < 0 or x1 >= w or y1 >= h:
         return None
     window = image[y0:y1 + 1, x0:x1 + 1]
+    if b != 0 and not cv2_transposes(image):
+        out = np.swapaxes(window, 0, 1)[:: -1 if c < 0 else 1, :: -1 if b < 0 else 1]
+        return np.ascontiguousarray(out).reshape(height, width, *image.shape[2:])
     if b != 0:  # the axes trade places: x' = b * y, y' = c * x
         flip_cols, flip_rows = b < 0, c < 0
         if flip_cols and not flip_rows:

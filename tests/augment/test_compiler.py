@@ -378,3 +378,18 @@ def test_a_per_pixel_transform_between_warps_keeps_one_resample():
     assert not np.array_equal(b.image[..., 0][inner], gray[inner])  # two resamples blur
     for x, y in zip(a.instances, b.instances, strict=True):
         assert np.abs(np.subtract(x.bbox_xyxy, y.bbox_xyxy)).max() <= 1.0
+
+
+@pytest.mark.parametrize("transform", [{"name": "imgsynth.Transpose", "p": 1}, {"name": "imgsynth.Rot90", "p": 1},
+                                       {"name": "Transpose", "p": 1},
+                                       {"name": "RandomRotate90", "p": 1}], ids=lambda t: t["name"])
+def test_quarter_turns_of_images_with_five_channels(transform):
+    """A 5-channel (multispectral) image turned or transposed: OpenCV's transpose has no kernel
+    for 5-byte or 20-byte pixels (it raised an assertion); the turn is the unfused chain's,
+    channel for channel."""
+    rng = np.random.default_rng(0)
+    for image in (rng.integers(0, 256, (7, 11, 5), dtype=np.uint8), rng.random((7, 11, 5), dtype=np.float32)):
+        for seed in range(4):
+            a = stage([transform]).apply(Sample(index=seed, image=image), sample_rng(3, "t", seed)).image
+            b = stage([transform], fuse=False).apply(Sample(index=seed, image=image), sample_rng(3, "t", seed)).image
+            assert a.shape == b.shape and np.array_equal(a, b)
