@@ -3,9 +3,10 @@
     .venv/bin/python benchmarks/augment.py [--images 60] [--repeat 3] [--sections ...]
 
 Sections (all by default):
-  pipelines   three standard pipelines, written out below for each tool with the same
+  pipelines   four standard pipelines, written out below for each tool with the same
               parameter ranges: classification (500x375 photos), detection (640x480, 8
-              objects with masks and boxes), OCR lines (32 px high). imgsynth runs each as
+              objects with masks and boxes), small images (32x32, CIFAR-style), OCR lines
+              (32 px high). imgsynth runs each as
               a recipe's transform list, fused (the default) and unfused (`fuse: false`,
               the path before compilation); albumentations as A.Compose; torchvision v2 on
               uint8 tensors (tv_tensors for the labels).
@@ -73,6 +74,14 @@ DETECTION = [
     {"name": "Perspective", "scale": [0.05, 0.1], "p": 0.3},
     {"name": "GaussNoise", "std_range": [0.02, 0.06], "p": 0.3},
 ]
+# CIFAR-style training on 32x32 images (pad 4, crop back, flip, normalize): small images,
+# where the per-sample cost of a pipeline matters more than its resampling.
+SMALL = [
+    {"name": "PadIfNeeded", "min_height": 40, "min_width": 40, "border_mode": 0, "fill": 0, "p": 1.0},
+    {"name": "RandomCrop", "height": 32, "width": 32, "p": 1.0},
+    {"name": "HorizontalFlip", "p": 0.5},
+    {"name": "Normalize", "mean": list(MEAN), "std": list(STD)},
+]
 # "Rotate +-3 with expand": imgsynth.Rotate(expand) in a recipe; A.Affine(fit_output=True) for
 # albumentations (albumentations_pipeline), RandomRotation(expand=True) for torchvision.
 OCR = [
@@ -113,6 +122,11 @@ def torchvision_detection():
         T.RandomPerspective(distortion_scale=0.2, p=0.3),
         T.ToDtype({tv_tensors.Image: torch.float32, "others": None}, scale=True),
         T.RandomApply([T.GaussianNoise(sigma=0.04)], p=0.3)])
+
+
+def torchvision_small():
+    return T.Compose([T.RandomCrop(32, padding=4), T.RandomHorizontalFlip(),
+                      T.ToDtype(torch.float32, scale=True), T.Normalize(MEAN, STD)])
 
 
 def torchvision_ocr():
@@ -287,6 +301,14 @@ def pipelines_section(args) -> list[tuple]:
                              lambda img, masks, boxes: {"masks": masks, "bboxes": boxes,
                                                         "labels": list(range(len(boxes)))},
                              torchvision_detection(), tv_items, args, tv_takes_target=True))
+
+    # small images: 32x32, many per pass
+    rng = np.random.default_rng(0)
+    smalls = [rng.integers(0, 256, (32, 32, 3), dtype=np.uint8) for _ in range(args.images * 8)]
+    rows.append(run_pipeline("small 32x32: pad, crop, flip, norm", SMALL,
+                             [Sample(index=i, image=x) for i, x in enumerate(smalls)], smalls,
+                             albumentations_pipeline(SMALL), None, torchvision_small(),
+                             [torch.from_numpy(x).permute(2, 0, 1).contiguous() for x in smalls], args))
 
     # OCR lines
     lines = make_lines(args.images * 2)
