@@ -442,16 +442,15 @@ class AlbumentationsItem:
         if self.image_only:
             image = targets.image
             if self.banded is not None and image.dtype == np.uint8 and image.ndim == 3:
-                t = self.transform
-                if not t.should_apply():
+                # its only draw before get_params_dependent_on_data (which the kernel makes)
+                if not self.transform.should_apply():
                     return targets
-                params = t.update_transform_params(t.get_params(), {"image": image})
-                return _with_image(targets, self.banded(t, params, np.ascontiguousarray(image)))
+                return _with_image(targets, self.banded(self.transform, np.ascontiguousarray(image)))
             params = self.draw(image.shape, image.dtype, image)
             if params is None:
                 return targets
             out = np.ascontiguousarray(self.transform.apply(np.ascontiguousarray(image), **params))
-            return _with_image(targets, F.as_pixels_of(out, image))
+            return _with_image(targets, out)  # its height and width (pipeline._keeping_image_size)
         return self.step(targets, rng, py_random=py_random)
 
 
@@ -810,7 +809,7 @@ COLOUR = {
 # Barriers run in bands of rows: the same numbers, without full-image temporaries
 # ---------------------------------------------------------------------------
 
-def _gauss_noise_banded(t, params, image: np.ndarray) -> np.ndarray:
+def _gauss_noise_banded(t, image: np.ndarray) -> np.ndarray:
     """GaussNoise (per pixel, at full resolution) as albumentations draws and adds it, one
     band of rows at a time: the same draws in the same order (sigma and mean from py_random,
     the cv2 seed from the Generator), the same cv2.randn stream (it fills row-major, so
