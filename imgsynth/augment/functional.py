@@ -206,7 +206,8 @@ def cv2_transposes(image: np.ndarray) -> bool:
     return image.itemsize * (image.shape[2] if image.ndim == 3 else 1) in (1, 2, 3, 4, 6, 8, 12, 16, 24, 32)
 
 
-_ROTATE_CODES = {1: cv2.ROTATE_90_COUNTERCLOCKWISE, 2: cv2.ROTATE_180, 3: cv2.ROTATE_90_CLOCKWISE}
+# cv2.rotate's codes for k counter-clockwise quarter turns
+ROTATE_CODES = {1: cv2.ROTATE_90_COUNTERCLOCKWISE, 2: cv2.ROTATE_180, 3: cv2.ROTATE_90_CLOCKWISE}
 
 
 def rot90_image(image: np.ndarray, k: int) -> np.ndarray:
@@ -218,7 +219,7 @@ def rot90_image(image: np.ndarray, k: int) -> np.ndarray:
         return np.ascontiguousarray(np.rot90(image, k))
     h, w = image.shape[:2]
     size = (h, w) if k == 2 else (w, h)
-    return cv2.rotate(image, _ROTATE_CODES[k]).reshape(*size, *image.shape[2:])
+    return cv2.rotate(image, ROTATE_CODES[k]).reshape(*size, *image.shape[2:])
 
 
 def as_pixels_of(out: np.ndarray, image: np.ndarray) -> np.ndarray:

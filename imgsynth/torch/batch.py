@@ -14,6 +14,7 @@ import cv2
 import numpy as np
 import torch
 
+from imgsynth.augment.functional import ROTATE_CODES, standard_normal_f32
 from imgsynth.core.masks import tight_bbox
 from imgsynth.core.rng import derived_int_seed, sample_rng
 from imgsynth.torch.targets import boxes_to_xyxy, xyxy_to_boxes_like
@@ -315,7 +316,6 @@ def affine_images_opencv(images: np.ndarray, matrices: np.ndarray, out: np.ndarr
 
 
 _FLIP_CODES = {(True, False): 1, (False, True): 0, (True, True): -1}  # cv2.flip's, by (hflip, vflip)
-_TURN_CODES = {1: cv2.ROTATE_90_COUNTERCLOCKWISE, 2: cv2.ROTATE_180, 3: cv2.ROTATE_90_CLOCKWISE}
 
 
 def flip_turn_images_opencv(images: np.ndarray, hflip: list[bool], vflip: list[bool], k90: list[int],
@@ -334,7 +334,7 @@ def flip_turn_images_opencv(images: np.ndarray, hflip: list[bool], vflip: list[b
             else:
                 if flip is not None:
                     plane = cv2.flip(plane, flip, scratch)
-                cv2.rotate(plane, _TURN_CODES[k], target_plane)
+                cv2.rotate(plane, ROTATE_CODES[k], target_plane)
     return out
 
 
@@ -359,8 +359,6 @@ def brightness_contrast_noise_images_opencv(images: np.ndarray, gain: list[float
     with `rng` Gaussian noise N(0, sigma[i]) in 0..255 levels per pixel and channel
     (imgsynth's standard_normal_f32, drawn sample after sample); uint8 rounded and
     saturated, float clipped to 0..1 (brightness_contrast_images + gaussian_noise_images)."""
-    from imgsynth.augment.functional import standard_normal_f32
-
     is_uint8 = images.dtype == np.uint8
     scale = 255.0 if is_uint8 else 1.0
     for image, g, b, s in zip(images, gain, bias, sigma):
