@@ -479,13 +479,13 @@ def warp_image(image: np.ndarray, matrix: np.ndarray, height: int, width: int, *
                fill: float | tuple[float, ...] = 0.0) -> np.ndarray:
     """`image` resampled once under a 3x3 matrix into a height x width output.
 
-    Whole-pixel maps (exact_map) are copies (cv2.flip/rotate/transpose of a window) or,
-    when they reach outside the image, a nearest-neighbour warp: no interpolation blur.
-    Otherwise cv2.warpAffine (affine matrices) or cv2.warpPerspective, with the given
-    interpolation and border. The identity returns the image itself."""
+    Whole-pixel maps (exact_map) are copies (cv2.flip/rotate/transpose of a window, with a
+    constant border around it where the map reaches outside the image) or, for other
+    borders, a nearest-neighbour warp: no interpolation blur. Otherwise cv2.warpAffine
+    (affine matrices) or cv2.warpPerspective, with the given interpolation and border."""
     exact = exact_map(matrix)
     if exact is not None:
-        copied = _exact_copy(image, exact, height, width)
+        copied = _exact_copy(image, exact, height, width, border_mode, fill)
         if copied is not None:
             return copied
         interpolation = cv2.INTER_NEAREST
@@ -525,38 +525,93 @@ def _channel_chunks(image: np.ndarray) -> list[np.ndarray]:
     return [image[:, :, i:i + 4] for i in range(0, image.shape[2], 4)]
 
 
-def _exact_copy(image: np.ndarray, exact: tuple[int, ...], height: int, width: int) -> np.ndarray | None:
-    """The output of a whole-pixel map as a copy of an input window, or None when the
-    output reaches outside the input (then a border is needed)."""
+def _exact_copy(image: np.ndarray, exact: tuple[int, ...], height: int, width: int,
+                border_mode: int = cv2.BORDER_CONSTANT, fill=0.0) -> np.ndarray | None:
+    """The output of a whole-pixel map as a copy: the input window it shows, flipped or
+    turned into its place (cv2 writing into the output), and a constant border where it
+    shows no input (a pad, a crop past the edge). The same pixels as the nearest-neighbour
+    warp, 1.7x (32x32) to 6x (640x480) faster. None when another border would show, or a
+    per-channel fill on more than 4 channels (cv2's warps fill each 4-channel chunk alike)."""
     a, b, c, d, tx, ty = exact
-    # The input window the output frame comes from (a, b, c, d are 0 or +-1: their own inverse).
-    if b == 0:  # x' = a x + tx, y' = d y + ty
-        xs, ys = (a * -tx, a * (width - 1 - tx)), (d * -ty, d * (height - 1 - ty))
-    else:  # x' = b y + tx, y' = c x + ty
-        xs, ys = (c * -ty, c * (height - 1 - ty)), (b * -tx, b * (width - 1 - tx))
-    x0, x1 = min(xs), max(xs)
-    y0, y1 = min(ys), max(ys)
     h, w = image.shape[:2]
-    if x0 < 0 or y0 < 0 or x1 >= w or y1 >= h:
-        return None
-    window = image[y0:y1 + 1, x0:x1 + 1]
-    if b != 0 and not cv2_transposes(image):
-        out = np.swapaxes(window, 0, 1)[:: -1 if c < 0 else 1, :: -1 if b < 0 else 1]
-        return np.ascontiguousarray(out).reshape(height, width, *image.shape[2:])
+    # Output x' reads input x (b == 0) or y, output y' the other axis: x' = s * src + t.
+    (sx, nx), (sy, ny) = ((a, w), (d, h)) if b == 0 else ((b, h), (c, w))
+    (ox0, ox1), (ix0, ix1) = _shown_range(sx, tx, nx, width)
+    (oy0, oy1), (iy0, iy1) = _shown_range(sy, ty, ny, height)
+    pixel = None
+    if (ox0, oy0, ox1, oy1) != (0, 0, width, height):  # a border shows
+        pixel = _border_pixel(image, fill) if border_mode == cv2.BORDER_CONSTANT else None
+        if pixel is None:
+            return None
+    out = np.empty((height, width, *image.shape[2:]), dtype=image.dtype)
+    if pixel is not None:
+        out[:oy0] = pixel
+        out[oy1:] = pixel
+        out[oy0:oy1, :ox0] = pixel
+        out[oy0:oy1, ox1:] = pixel
+    if ox1 > ox0 and oy1 > oy0:
+        window = image[iy0:iy1, ix0:ix1] if b == 0 else image[ix0:ix1, iy0:iy1]
+        _turned_into(window, a, b, c, d, out[oy0:oy1, ox0:ox1])
+    return out
+
+
+def _shown_range(s: int, t: int, n: int, size: int) -> tuple[tuple[int, int], tuple[int, int]]:
+    """For an output axis of `size` pixels reading an input axis of `n` under out = s * in
+    + t (s = +-1): the output range [o0, o1) that shows input, and the input range it shows."""
+    lo, hi = (t, t + n) if s > 0 else (t - n + 1, t + 1)
+    o0, o1 = max(lo, 0), min(hi, size)
+    if o1 <= o0:
+        return (0, 0), (0, 0)
+    return (o0, o1), ((o0 - t, o1 - t) if s > 0 else (t - o1 + 1, t - o0 + 1))
+
+
+def _turned_into(window: np.ndarray, a: int, b: int, c: int, d: int, dst: np.ndarray) -> None:
+    """`dst` = the window under the whole-pixel map's 2x2 part (flips, quarter turns,
+    transposes), written in place by cv2 where it has a kernel."""
+    if b != 0 and not cv2_transposes(window):
+        np.copyto(dst, np.swapaxes(window, 0, 1)[:: -1 if c < 0 else 1, :: -1 if b < 0 else 1])
+        return
     if b != 0:  # the axes trade places: x' = b * y, y' = c * x
         flip_cols, flip_rows = b < 0, c < 0
         if flip_cols and not flip_rows:
-            out = cv2.rotate(window, cv2.ROTATE_90_CLOCKWISE)
+            out = cv2.rotate(window, cv2.ROTATE_90_CLOCKWISE, dst=dst)
         elif flip_rows and not flip_cols:
-            out = cv2.rotate(window, cv2.ROTATE_90_COUNTERCLOCKWISE)
-        else:
-            out = cv2.transpose(window)
-            if flip_rows:
-                out = cv2.flip(out, -1)
+            out = cv2.rotate(window, cv2.ROTATE_90_COUNTERCLOCKWISE, dst=dst)
+        else:  # transpose, or transpose then half turn (which commute)
+            out = cv2.transpose(cv2.flip(window, -1) if flip_rows else window, dst=dst)
     else:
         code = {(True, False): 1, (False, True): 0, (True, True): -1}.get((a < 0, d < 0))
-        out = cv2.flip(window, code) if code is not None else window.copy()
-    return out.reshape(height, width, *image.shape[2:])
+        if code is None:
+            np.copyto(dst, window)
+            return
+        out = cv2.flip(window, code, dst=dst)
+    if out is not dst:  # cv2 made its own array (a view it could not write through)
+        np.copyto(dst, out.reshape(dst.shape))
+
+
+def _border_pixel(image: np.ndarray, fill) -> np.ndarray | None:
+    """The pixel a constant border shows in cv2's warps of `image` (the fill rounded and
+    saturated to its dtype, by cv2 itself); None for a per-channel fill on more than 4
+    channels."""
+    values = fill_tuple(fill)
+    channels = image.shape[2] if image.ndim == 3 else 1
+    if channels > 4 and len(set(values)) > 1:
+        return None
+    key = (values, image.dtype.str, channels)
+    pixel = _BORDER_PIXELS.get(key)
+    if pixel is None:
+        probe = np.zeros((1, 1, min(channels, 4)), dtype=image.dtype)
+        shown = cv2.warpAffine(probe, np.array([[1.0, 0.0, 9.0], [0.0, 1.0, 9.0]]), (1, 1),
+                               flags=cv2.INTER_NEAREST, borderMode=cv2.BORDER_CONSTANT,
+                               borderValue=_fill_value(values))
+        pixel = np.resize(shown.reshape(-1), channels) if image.ndim == 3 else shown.reshape(-1)[0]
+        if len(_BORDER_PIXELS) > 256:
+            _BORDER_PIXELS.clear()
+        _BORDER_PIXELS[key] = pixel
+    return pixel
+
+
+_BORDER_PIXELS: dict = {}
 
 
 def _axis_aligned_resize(image: np.ndarray, matrix: np.ndarray, height: int, width: int,

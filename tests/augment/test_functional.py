@@ -1,5 +1,6 @@
 """Noise statistics, saturation and exact geometry of the pure kernels."""
 
+import cv2
 import numpy as np
 import pytest
 
@@ -188,3 +189,39 @@ def test_speckle_keeps_the_shape_and_scales_noise_with_brightness(shape):
     r = residual(out, image)
     assert out.shape == shape and out.dtype == np.uint8
     assert abs(r.mean()) < 0.3 and abs(r.std() - 10.0) < 0.3  # x * (1 + 0.1 z): std 0.1 * 100
+
+
+def _nearest_warp(image, matrix, height, width, border_mode, fill):
+    """cv2's nearest-neighbour warp, 4 channels at a time (what warp_image falls back to)."""
+    value = (tuple(fill) * 4)[:4] if len(fill) == 1 else tuple(fill)
+    chunks = [image] if image.ndim < 3 or image.shape[2] <= 4 else \
+        [image[:, :, i:i + 4] for i in range(0, image.shape[2], 4)]
+    out = [cv2.warpAffine(c, matrix[:2], (width, height), flags=cv2.INTER_NEAREST, borderMode=border_mode,
+                          borderValue=value).reshape(height, width, -1) for c in chunks]
+    return np.concatenate(out, axis=2).reshape(height, width, *image.shape[2:])
+
+
+def test_whole_pixel_maps_are_copies_with_the_warps_border():
+    """Flips, quarter turns, transposes and whole-pixel shifts, reaching past the image on any
+    side or missing it, give cv2's nearest-neighbour warp's pixels exactly: the window is
+    copied into place and the constant border filled as cv2 rounds and saturates the fill."""
+    rng = np.random.default_rng(7)
+    for _ in range(600):
+        h, w = (int(v) for v in rng.integers(1, 12, 2))
+        dtype = [np.uint8, np.float32, np.uint16][int(rng.integers(0, 3))]
+        shape = [(h, w), (h, w, 1), (h, w, 3), (h, w, 4), (h, w, 5)][int(rng.integers(0, 5))]
+        image = (rng.random(shape) * 300).astype(dtype)
+        a, b, c, d = [(1, 0, 0, 1), (-1, 0, 0, 1), (1, 0, 0, -1), (-1, 0, 0, -1),
+                      (0, 1, 1, 0), (0, -1, 1, 0), (0, 1, -1, 0), (0, -1, -1, 0)][int(rng.integers(0, 8))]
+        tx, ty = (int(v) for v in rng.integers(-14, 15, 2))
+        out_h, out_w = (int(v) for v in rng.integers(1, 14, 2))
+        matrix = np.array([[a, b, tx], [c, d, ty], [0, 0, 1]], dtype=np.float64)
+        channels = shape[2] if len(shape) == 3 else 1
+        fill = tuple(float(v) for v in rng.choice([-3.0, 0.0, 127.5, 254.6, 300.0], int(rng.integers(1, 4))))
+        if channels > 4 and len(set(fill)) > 1:
+            fill = fill[:1]
+        got = F.warp_image(image, matrix, out_h, out_w, interpolation=cv2.INTER_LINEAR,
+                           border_mode=cv2.BORDER_CONSTANT, fill=fill)
+        want = _nearest_warp(image, matrix, out_h, out_w, cv2.BORDER_CONSTANT, fill)
+        assert got.dtype == image.dtype and got.shape == want.shape
+        assert np.array_equal(got, want), (shape, dtype, (a, b, c, d, tx, ty), (out_h, out_w), fill)
