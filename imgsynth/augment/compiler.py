@@ -396,7 +396,9 @@ class AlbumentationsItem:
         # that also read masks or boxes (and the ones that move labels) go through a Compose.
         self.image_only = _is_image_only(self.transform) and \
             set(getattr(self.transform, "targets_as_params", ())) <= {"image"}
-        self.fixed_ops: dict[int, list] = {}
+        # What a draw that reads no randomness gives (a pad to a size, a center crop,
+        # Normalize), per input shape; _RANDOM where the draw reads it.
+        self.by_shape: dict = {}
         # Barrier transforms that move labels run through a Compose of their own (keypoints
         # and boxes converted as in the unfused pipeline), called with force_apply so that
         # it skips the p draw its run's Compose already made.
@@ -413,30 +415,59 @@ class AlbumentationsItem:
 
     def draw(self, shape: tuple[int, ...], dtype: np.dtype, image: np.ndarray | None = None):
         """The transform's parameters for this sample, or None when its p says no."""
-        t = self.transform
-        if not t.should_apply():
+        if not self.transform.should_apply():
             return None
+        return self._params(shape, dtype, image)
+
+    def _params(self, shape: tuple[int, ...], dtype: np.dtype, image: np.ndarray | None = None) -> dict:
+        t = self.transform
         data = {"image": image if image is not None else _placeholder(shape, dtype)}
         params = t.update_transform_params(t.get_params(), data)
         params.update(t.get_params_dependent_on_data(params, data))
         return params
 
     def draw_warp(self, rng, segment: Segment) -> Warp | None:
-        params = self.draw((segment.height, segment.width, segment.channels), segment.dtype)
-        if params is None:
+        if not self.transform.should_apply():
             return None
-        return self.geometry(self.transform, params, segment.height, segment.width)
+        return self._per_shape(segment, lambda params: self.geometry(self.transform, params, segment.height,
+                                                                      segment.width))
 
     def draw_colour(self, segment: Segment) -> list:
-        params = self.draw((segment.height, segment.width, segment.channels), segment.dtype)
-        if params is None:
+        if not self.transform.should_apply():
             return []
-        if not self.colour.fixed:
-            return self.colour.ops(self.transform, params, segment.channels)
-        ops = self.fixed_ops.get(segment.channels)
-        if ops is None:
-            ops = self.fixed_ops[segment.channels] = self.colour.ops(self.transform, params, segment.channels)
-        return ops
+        return self._per_shape(segment, lambda params: self.colour.ops(self.transform, params, segment.channels))
+
+    def _per_shape(self, segment: Segment, convert):
+        """convert(this sample's parameters). A draw that reads no randomness depends on the
+        input's shape alone: it is probed once per shape (with random sources that refuse
+        to be read) and its converted result kept (warps with read-only matrices)."""
+        shape, dtype = (segment.height, segment.width, segment.channels), segment.dtype
+        key = (shape, dtype)
+        found = self.by_shape.get(key)
+        if found is None:
+            params = self._probe(shape, dtype)
+            found = _RANDOM if params is None else convert(params)
+            if isinstance(found, Warp):
+                found.matrix.flags.writeable = False
+            if len(self.by_shape) >= _SHAPES_KEPT:
+                self.by_shape.clear()
+            self.by_shape[key] = found
+        if found is _RANDOM:
+            return convert(self._params(shape, dtype))
+        return found
+
+    def _probe(self, shape: tuple[int, ...], dtype: np.dtype) -> dict | None:
+        """The parameters for this shape if drawing them reads no randomness, else None
+        (nothing drawn: the transform's sources are stand-ins that refuse)."""
+        t = self.transform
+        sources = t.random_generator, t.py_random
+        t.random_generator = t.py_random = _NO_RANDOMNESS
+        try:
+            return self._params(shape, dtype)
+        except _ReadRandomness:
+            return None
+        finally:
+            t.random_generator, t.py_random = sources
 
     def run(self, targets: Targets, rng: np.random.Generator, py_random: random.Random) -> Targets:
         if self.image_only:
@@ -452,6 +483,22 @@ class AlbumentationsItem:
             out = np.ascontiguousarray(self.transform.apply(np.ascontiguousarray(image), **params))
             return _with_image(targets, out)  # its height and width (pipeline._keeping_image_size)
         return self.step(targets, rng, py_random=py_random)
+
+
+class _ReadRandomness(Exception):
+    """A probed draw reached for its transform's random sources."""
+
+
+class _NoRandomness:
+    """Stands in for a transform's random_generator and py_random while its draw is probed."""
+
+    def __getattr__(self, name: str):
+        raise _ReadRandomness(name)
+
+
+_NO_RANDOMNESS = _NoRandomness()
+_RANDOM = object()  # by_shape's mark for a draw that reads randomness
+_SHAPES_KEPT = 64
 
 
 def _placeholder(shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
@@ -679,12 +726,10 @@ def _geometry_fusable(t) -> bool:
 @dataclass
 class ColourKind:
     """How a colour transform becomes ops: `ops(transform, params, channels)`, for the
-    channel counts `accepts(transform, channels)` allows (uint8 images only). `fixed`:
-    the ops do not depend on the drawn parameters (made once per channel count)."""
+    channel counts `accepts(transform, channels)` allows (uint8 images only)."""
 
     ops: Any
     channels: tuple[int, ...] = (1, 3)
-    fixed: bool = False
 
     def accepts(self, transform, channels: int) -> bool:
         return channels in self.channels
@@ -787,12 +832,12 @@ def _to_float_ops(t, params, channels):
 COLOUR = {
     "RandomBrightnessContrast": ColourKind(_brightness_contrast_ops),
     "RandomGamma": ColourKind(_ramp_ops),
-    "InvertImg": ColourKind(_ramp_ops, fixed=True),
+    "InvertImg": ColourKind(_ramp_ops),
     "Posterize": ColourKind(_ramp_ops),
     "Solarize": ColourKind(_ramp_ops),
     "RandomToneCurve": ColourKind(_ramp_ops),
-    "ToFloat": ColourKind(_to_float_ops, fixed=True),
-    "Normalize": _NormalizeKind(_normalize_ops, fixed=True),
+    "ToFloat": ColourKind(_to_float_ops),
+    "Normalize": _NormalizeKind(_normalize_ops),
     "ColorJitter": ColourKind(_color_jitter_ops),
     "HueSaturationValue": ColourKind(_hsv_ops, channels=(3,)),
     "ChannelShuffle": ColourKind(_channel_shuffle_ops, channels=(3,)),

@@ -261,3 +261,27 @@ def test_fused_chains_match_the_unfused_chain_on_random_chains_and_samples():
             if problems:
                 failures.append((index, sample.image.shape, chain, problems))
     assert not failures, failures[:3]
+
+
+def test_one_chain_over_images_of_many_sizes_matches_unfused_for_every_sample():
+    """A compiled chain keeps what a draw that reads no randomness gives (a pad to a size, a
+    center crop, Normalize) per input shape: images of alternating sizes through one stage
+    each get their own, and the random draws around them stay random (byte-equal to the
+    unfused pipeline, sample by sample, with the per-shape results already kept)."""
+    chain = [{"name": "PadIfNeeded", "min_height": 24, "min_width": 20, "border_mode": 0, "fill": [9, 80, 200]},
+             {"name": "RandomCrop", "height": 16, "width": 18, "p": 1},
+             {"name": "HorizontalFlip", "p": 0.5},
+             {"name": "CenterCrop", "height": 12, "width": 12, "p": 1},
+             {"name": "InvertImg", "p": 0.5},
+             {"name": "Normalize", "mean": [0.5, 0.4, 0.3], "std": [0.2, 0.25, 0.3]}]
+    fused_stage, unfused_stage = stage(chain, fuse=True), stage(chain, fuse=False)
+    crops = set()
+    for index in range(60):
+        height, width = [(16, 18), (30, 12), (24, 40), (17, 19)][index % 4]
+        sample = Sample(index=index, image=image(height, width, seed=index))
+        fused = fused_stage.apply(sample, sample_rng(3, "fuzz", index))
+        unfused = unfused_stage.apply(sample, sample_rng(3, "fuzz", index))
+        assert fused.image.dtype == unfused.image.dtype == np.float32
+        assert np.array_equal(fused.image, unfused.image), (index, height, width)
+        crops.add((height, width, fused.image.tobytes()))
+    assert len(crops) > 50  # the random crop, flip and invert differ between samples of one size
