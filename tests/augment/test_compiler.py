@@ -236,6 +236,22 @@ def test_one_colour_transform_gives_its_own_pixels(transform):
         assert a.dtype == b.dtype and np.array_equal(a, b)
 
 
+@pytest.mark.parametrize("shape", [(8, 8, 3), (20, 30, 1), (40, 40, 4), (1, 1, 3), (60, 60, 3)])
+def test_normalize_of_small_images_through_its_float_table_gives_albumentations_floats(shape):
+    """Small images go through Normalize's float table (one cv2.LUT call), larger ones
+    through the float conversion: the same float32 values as albumentations either way."""
+    rgb = shape[2] == 3
+    transform = {"name": "Normalize", "mean": [0.485, 0.456, 0.406] if rgb else 0.45,
+                 "std": [0.229, 0.224, 0.225] if rgb else 0.226}
+    fused, unfused = stage([transform]), stage([transform], fuse=False)
+    for seed in range(3):
+        sample = Sample(index=seed, image=np.random.default_rng(seed).integers(0, 256, shape, dtype=np.uint8))
+        a = fused.apply(sample, sample_rng(7, "n", seed)).image
+        b = unfused.apply(sample, sample_rng(7, "n", seed)).image
+        assert a.dtype == b.dtype == np.float32 and a.shape == b.shape == shape
+        assert np.array_equal(a, b)
+
+
 def test_colour_jitter_and_to_float_are_within_a_few_levels():
     """ColorJitter's saturation is one channel mix (albumentations rounds the gray image
     first), its contrast takes the gray mean from channel means, and its hue turns OpenCV's
