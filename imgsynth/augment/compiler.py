@@ -230,13 +230,11 @@ def plan_warps(warps: list[Warp], height: int, width: int) -> WarpPlan:
     out_h, out_w = warps[-1].height, warps[-1].width
     border = next((w.border for w in warps if w.border is not None), None)  # one per segment
     clips = []
-    after = None  # the warps after k, composed
     for k in range(len(warps) - 1, 0, -1):
-        after = warps[k].matrix if after is None else after @ warps[k].matrix
         if all(w.border is None for w in warps[k:]):
             continue  # flips, crops and resizes stay inside their input
         frame = F.frame_corners(warps[k - 1].height, warps[k - 1].width)
-        quad = F.map_corners(frame, after)
+        quad = F.map_corners(frame, compose_warps(warps[k:]))
         if quad is not None and F.covers(quad, out_h, out_w):
             continue
         if all(w.border is None for w in warps[:k]):  # flips, turns, crops, resizes before

@@ -544,11 +544,15 @@ def _exact_copy(image: np.ndarray, exact: tuple[int, ...], height: int, width: i
         if pixel is None:
             return None
     out = np.empty((height, width, *image.shape[2:]), dtype=image.dtype)
-    if pixel is not None:
-        out[:oy0] = pixel
-        out[oy1:] = pixel
-        out[oy0:oy1, :ox0] = pixel
-        out[oy0:oy1, ox1:] = pixel
+    if pixel is not None:  # the border strips (numpy's call costs more than a tiny strip)
+        if oy0:
+            out[:oy0] = pixel
+        if oy1 < height:
+            out[oy1:] = pixel
+        if ox0:
+            out[oy0:oy1, :ox0] = pixel
+        if ox1 < width:
+            out[oy0:oy1, ox1:] = pixel
     if ox1 > ox0 and oy1 > oy0:
         window = image[iy0:iy1, ix0:ix1] if b == 0 else image[ix0:ix1, iy0:iy1]
         _turned_into(window, a, b, c, d, out[oy0:oy1, ox0:ox1])
@@ -593,13 +597,13 @@ def _border_pixel(image: np.ndarray, fill) -> np.ndarray | None:
     """The pixel a constant border shows in cv2's warps of `image` (the fill rounded and
     saturated to its dtype, by cv2 itself); None for a per-channel fill on more than 4
     channels."""
-    values = fill_tuple(fill)
     channels = image.shape[2] if image.ndim == 3 else 1
-    if channels > 4 and len(set(values)) > 1:
-        return None
-    key = (values, image.dtype.str, channels)
+    key = (fill if isinstance(fill, tuple | float | int) else fill_tuple(fill), image.dtype, image.shape[2:])
     pixel = _BORDER_PIXELS.get(key)
     if pixel is None:
+        values = fill_tuple(fill)
+        if channels > 4 and len(set(values)) > 1:
+            return None
         probe = np.zeros((1, 1, min(channels, 4)), dtype=image.dtype)
         shown = cv2.warpAffine(probe, np.array([[1.0, 0.0, 9.0], [0.0, 1.0, 9.0]]), (1, 1),
                                flags=cv2.INTER_NEAREST, borderMode=cv2.BORDER_CONSTANT,
