@@ -286,7 +286,8 @@ class Segment:
     the image), so that the colour pass can be placed where the unfused chain's
     statistics and border fills are the same."""
 
-    __slots__ = ("height", "width", "channels", "dtype", "warps", "colour", "order")
+    __slots__ = ("height", "width", "channels", "dtype", "warps", "colour", "order", "border",
+                 "statistic_after_warp")
 
     def __init__(self, targets: Targets):
         image = targets.image
@@ -296,26 +297,30 @@ class Segment:
         self.warps: list[Warp] = []
         self.colour: list = []
         self.order: list[str] = []
-
-    @property
-    def border(self) -> tuple | None:
-        return next((w.border for w in self.warps if w.border is not None), None)
+        self.border = None  # the warps' border (one resample has one)
+        self.statistic_after_warp = False
 
     def accepts_warp(self, warp: Warp) -> bool:
         if warp.border is not None and self.border not in (None, warp.border):
             return False  # one resample has one border
         # A statistic read between two warps could be taken from neither end.
-        return not any(o == "s" and "g" in self.order[:i] for i, o in enumerate(self.order))
+        return not self.statistic_after_warp
 
     def add_warp(self, warp: Warp) -> None:
         self.warps.append(warp)
         self.order.append("g")
         self.height, self.width = warp.height, warp.width
+        if self.border is None:
+            self.border = warp.border
 
     def add_colour(self, ops: list) -> None:
         for op in ops:
             self.colour.append(op)
-            self.order.append("s" if isinstance(op, READS_STATISTICS) else "c")
+            if isinstance(op, READS_STATISTICS):
+                self.order.append("s")
+                self.statistic_after_warp = self.statistic_after_warp or bool(self.warps)
+            else:
+                self.order.append("c")
             if isinstance(op, ENDS_UINT8):
                 self.dtype = np.dtype(np.float32)
 

@@ -459,19 +459,17 @@ def exact_map(matrix: np.ndarray) -> tuple[int, int, int, int, int, int] | None:
     """(a, b, c, d, tx, ty) when the matrix moves whole pixels onto whole pixels (flips,
     quarter turns, transposes, integer crops and pads): its 2x2 part a signed permutation,
     its shift whole numbers. Such a map needs no interpolation at all."""
-    (a, b, tx), (c, d, ty), (g, h, i) = matrix.tolist()
+    (a, b, tx), (c, d, ty), (g, h, i) = matrix.tolist()  # plain floats: this runs per sample
     if abs(g) > 1e-12 or abs(h) > 1e-12 or abs(i - 1.0) > 1e-12:
         return None
-    rounded = []
-    for v in (a, b, c, d, tx, ty):  # plain floats: this runs once per sample and warp
-        r = round(v)
-        if abs(v - r) > _EXACT_TOLERANCE:
-            return None
-        rounded.append(r)
-    a, b, c, d, tx, ty = rounded
-    if sorted((abs(a), abs(b))) != [0, 1] or sorted((abs(c), abs(d))) != [0, 1] or abs(a) == abs(c):
+    rounded = ra, rb, rc, rd, rx, ry = round(a), round(b), round(c), round(d), round(tx), round(ty)
+    if abs(ra) + abs(rb) != 1 or abs(rc) + abs(rd) != 1 or abs(ra) == abs(rc):
+        return None  # not a signed permutation
+    tol = _EXACT_TOLERANCE
+    if abs(a - ra) > tol or abs(b - rb) > tol or abs(c - rc) > tol or abs(d - rd) > tol or \
+            abs(tx - rx) > tol or abs(ty - ry) > tol:
         return None
-    return a, b, c, d, tx, ty
+    return rounded
 
 
 def warp_image(image: np.ndarray, matrix: np.ndarray, height: int, width: int, *,
