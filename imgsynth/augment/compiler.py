@@ -201,20 +201,24 @@ class WarpPlan:
     """How a list of warps runs as one: the composed matrix, the output size, the
     quadrilaterals (output pixel indices) of intermediate frames a later warp reaches
     outside of, and, when one resample cannot reproduce the chain (another border than
-    constant, a map through the horizon), where to split it."""
+    constant, a map through the horizon), where to split it. `border`: the warps' border
+    (one per segment), `interpolation`: the best one they asked for."""
 
     def __init__(self, warps: list[Warp], height: int, width: int, matrix: np.ndarray,
-                 clips: list, split: int | None = None):
+                 clips: list, split: int | None = None, border: tuple | None = None):
         self.warps, self.in_height, self.in_width = warps, height, width
-        self.matrix, self.clips, self.split = matrix, clips, split
+        self.matrix, self.clips, self.split, self.border = matrix, clips, split, border
         self.height, self.width = warps[-1].height, warps[-1].width
+        asked = [w.interpolation for w in warps if w.interpolation is not None]
+        self.interpolation = cv2.INTER_NEAREST if not asked else asked[0] if len(asked) == 1 else \
+            max(asked, key=F.INTERPOLATION_QUALITY.index)
 
     def shows_border(self) -> bool:
         """Whether the output shows any border fill (from outside the input or an
         intermediate frame)."""
         if self.clips or self.split is not None:
             return True
-        if all(w.border is None for w in self.warps):
+        if self.border is None:
             return False
         back = F.map_corners(F.frame_corners(self.height, self.width), np.linalg.inv(self.matrix))
         return back is None or not F.inside_frame(back, self.in_height, self.in_width)
@@ -225,45 +229,36 @@ def plan_warps(warps: list[Warp], height: int, width: int) -> WarpPlan:
     that warp's border there (and masks are empty there); one warp from the original would
     show real pixels instead. Those regions are filled after the warp (constant borders),
     or the chain is split there."""
+    bordered = [k for k, w in enumerate(warps) if w.border is not None]
+    border = warps[bordered[0]].border if bordered else None  # one per segment
     if len(warps) == 1:
-        return WarpPlan(warps, height, width, warps[0].matrix, [])
+        return WarpPlan(warps, height, width, warps[0].matrix, [], border=border)
     out_h, out_w = warps[-1].height, warps[-1].width
-    border = next((w.border for w in warps if w.border is not None), None)  # one per segment
     clips = []
-    for k in range(len(warps) - 1, 0, -1):
-        if all(w.border is None for w in warps[k:]):
-            continue  # flips, crops and resizes stay inside their input
+    # Warps after the last one with a border (flips, crops, resizes) stay inside their input.
+    for k in range(bordered[-1] if bordered else 0, 0, -1):
         frame = F.frame_corners(warps[k - 1].height, warps[k - 1].width)
         quad = F.map_corners(frame, compose_warps(warps[k:]))
         if quad is not None and F.covers(quad, out_h, out_w):
             continue
-        if all(w.border is None for w in warps[:k]):  # flips, turns, crops, resizes before
+        if bordered[0] >= k:  # only flips, turns, crops, resizes before
             before = F.map_corners(frame, np.linalg.inv(compose_warps(warps[:k])))
             if before is not None and F.covers(before, height, width):
                 continue  # the frame holds the whole input: the warp's own border does it
-        if quad is None or border is None or border[0] != cv2.BORDER_CONSTANT:
-            return WarpPlan(warps, height, width, np.eye(3), [], split=k)
+        if quad is None or border[0] != cv2.BORDER_CONSTANT:
+            return WarpPlan(warps, height, width, np.eye(3), [], split=k, border=border)
         clips.append(quad)
-    return WarpPlan(warps, height, width, compose_warps(warps), clips)
+    return WarpPlan(warps, height, width, compose_warps(warps), clips, border=border)
 
 
 def apply_warps(targets: Targets, warps: list[Warp], plan: WarpPlan | None = None) -> Targets:
     """The warps as one resample of the image and the masks, and one map of the points."""
-    if len(warps) == 1:  # nothing to compose or clip
-        warp = warps[0]
-        height, width, matrix, clips = warp.height, warp.width, warp.matrix, ()
-        interpolation = cv2.INTER_NEAREST if warp.interpolation is None else warp.interpolation
-        border = warp.border
-    else:
-        plan = plan or plan_warps(warps, targets.height, targets.width)
-        if plan.split is not None:
-            return apply_warps(apply_warps(targets, warps[:plan.split]), warps[plan.split:])
-        asked = [w.interpolation for w in warps if w.interpolation is not None]
-        interpolation = max(asked, key=F.INTERPOLATION_QUALITY.index) if asked else cv2.INTER_NEAREST
-        border = next((w.border for w in warps if w.border is not None), None)
-        height, width, matrix, clips = plan.height, plan.width, plan.matrix, plan.clips
-    mode, fill = border if border is not None else (cv2.BORDER_REPLICATE, (0.0,))
-    image = F.warp_image(targets.image, matrix, height, width, interpolation=interpolation,
+    plan = plan or plan_warps(warps, *targets.image.shape[:2])
+    if plan.split is not None:
+        return apply_warps(apply_warps(targets, warps[:plan.split]), warps[plan.split:])
+    height, width, matrix, clips = plan.height, plan.width, plan.matrix, plan.clips
+    mode, fill = plan.border if plan.border is not None else (cv2.BORDER_REPLICATE, (0.0,))
+    image = F.warp_image(targets.image, matrix, height, width, interpolation=plan.interpolation,
                          border_mode=mode, fill=fill)
     if clips:
         image = F.fill_outside(image.copy() if image is targets.image else image, clips, fill)
