@@ -688,7 +688,7 @@ def _crop(t, params, h, w):
     left = top = 0
     border = None
     pad = params.get("pad_params")
-    if pad is not None and any(pad[k] for k in ("pad_top", "pad_bottom", "pad_left", "pad_right")):
+    if pad is not None and (pad["pad_top"] or pad["pad_bottom"] or pad["pad_left"] or pad["pad_right"]):
         left, top, border = pad["pad_left"], pad["pad_top"], _border(t)
         h, w = h + pad["pad_top"] + pad["pad_bottom"], w + pad["pad_left"] + pad["pad_right"]
     x0, y0, x1, y1 = params["crop_coords"]
