@@ -403,7 +403,12 @@ _PREFETCH_BYTES = 32 * 1024  # smaller images are read within the warp's first r
 
 
 def translation_matrix(dx: float, dy: float) -> np.ndarray:
-    return np.array([[1.0, 0.0, dx], [0.0, 1.0, dy], [0.0, 0.0, 1.0]])
+    matrix = _EYE3.copy()  # 0.3 us; np.array of nested lists 0.9 us (made per sample)
+    matrix[0, 2], matrix[1, 2] = dx, dy
+    return matrix
+
+
+_EYE3 = np.eye(3)
 
 
 def resize_matrix(height: int, width: int, out_height: int, out_width: int) -> np.ndarray:
