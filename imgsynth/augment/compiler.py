@@ -683,8 +683,6 @@ def _max_size(t, params, h, w):  # MaxSizeTransform.apply
 
 
 def _crop(t, params, h, w):
-    from albumentations.augmentations.crops.functional import crop
-
     left = top = 0
     border = None
     pad = params.get("pad_params")
@@ -695,6 +693,8 @@ def _crop(t, params, h, w):
     if not (0 <= x0 < x1 <= w and 0 <= y0 < y1 <= h):
         # albumentations' own check raises its ValueError for a window outside the padded
         # image (the warp would fill the missing part silently)
+        from albumentations.augmentations.crops.functional import crop
+
         crop(_placeholder((h, w), np.dtype(np.uint8)), x0, y0, x1, y1)
     return Warp(F.translation_matrix(left - x0, top - y0), y1 - y0, x1 - x0, None, border)
 
