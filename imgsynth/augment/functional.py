@@ -439,11 +439,17 @@ def transpose_matrix() -> np.ndarray:
 
 def rot90_matrix(k: int, height: int, width: int) -> tuple[np.ndarray, int, int]:
     """`rot90_image(image, k)` as a matrix, and the output size."""
-    matrix = np.eye(3)
-    for _ in range(k % 4):  # one counter-clockwise quarter turn: (x, y) -> (y, W - 1 - x)
-        matrix = np.array([[0.0, 1.0, 0.0], [-1.0, 0.0, width - 1.0], [0.0, 0.0, 1.0]]) @ matrix
-        height, width = width, height
-    return matrix, height, width
+    k %= 4
+    if k == 0:
+        return _EYE3.copy(), height, width
+    if k == 1:  # one counter-clockwise quarter turn: (x, y) -> (y, W - 1 - x)
+        flat = (0.0, 1.0, 0.0, -1.0, 0.0, width - 1.0)
+    elif k == 2:  # (x, y) -> (W - 1 - x, H - 1 - y)
+        flat = (-1.0, 0.0, width - 1.0, 0.0, -1.0, height - 1.0)
+    else:  # one clockwise: (x, y) -> (H - 1 - y, x)
+        flat = (0.0, -1.0, height - 1.0, 1.0, 0.0, 0.0)
+    matrix = np.array(flat + (0.0, 0.0, 1.0)).reshape(3, 3)
+    return (matrix, height, width) if k == 2 else (matrix, width, height)
 
 
 def as_3x3(matrix: np.ndarray) -> np.ndarray:
