@@ -593,13 +593,16 @@ def _turned_into(window: np.ndarray, a: int, b: int, c: int, d: int, dst: np.nda
         else:  # transpose, or transpose then half turn (which commute)
             out = cv2.transpose(cv2.flip(window, -1) if flip_rows else window, dst=dst)
     else:
-        code = {(True, False): 1, (False, True): 0, (True, True): -1}.get((a < 0, d < 0))
+        code = _FLIP_CODES.get((a < 0, d < 0))
         if code is None:
             np.copyto(dst, window)
             return
         out = cv2.flip(window, code, dst=dst)
     if out is not dst:  # cv2 made its own array (a view it could not write through)
         np.copyto(dst, out.reshape(dst.shape))
+
+
+_FLIP_CODES = {(True, False): 1, (False, True): 0, (True, True): -1}  # (x flips, y flips): cv2.flip's code
 
 
 def _border_pixel(image: np.ndarray, fill) -> np.ndarray | None:
