@@ -10,6 +10,9 @@ Sections (all by default):
               a recipe's transform list, fused (the default) and unfused (`fuse: false`,
               the path before compilation); albumentations as A.Compose; torchvision v2 on
               uint8 tensors (tv_tensors for the labels).
+  small       small images, where a pipeline's per-sample cost matters more than its
+              resampling: the CIFAR-style pipeline at 32, 64 and 128 px and other common
+              ones at 28-32 px (photos shrunk), fused / unfused / A.Compose.
   sharpness   how far each tool's output is from one exact resample, for the geometric part
               of the detection and OCR pipelines: PSNR against an analytic image evaluated at
               the exact source position of every output pixel (higher is sharper).
@@ -345,7 +348,60 @@ def run_pipeline(name, spec, samples, raw, alb, alb_labels, tv, tv_items, args, 
 
 
 # ---------------------------------------------------------------------------
-# 2. Sharpness: distance from one exact resample
+# 2. Small images
+# ---------------------------------------------------------------------------
+
+def small_pipelines(size: int) -> list[tuple[str, int, int, list[dict]]]:
+    """(name, size, channels, transforms): pipelines trained on small images."""
+    pad = [{**SMALL[0], "min_height": size + 8, "min_width": size + 8}, {**SMALL[1], "height": size, "width": size}]
+    return [
+        (f"CIFAR: pad 4, crop, flip, norm, {size}px", size, 3, pad + SMALL[2:]),
+        (f"CIFAR + ColorJitter(p 0.8), {size}px", size, 3,
+         pad + [SMALL[2], {"name": "ColorJitter", "brightness": 0.4, "contrast": 0.4, "saturation": 0.4,
+                           "hue": 0.1, "p": 0.8}, SMALL[3]]),
+        (f"SimCLR: RRC, flip, ToGray(p 0.2), norm, {size}px", size, 3,
+         [{"name": "RandomResizedCrop", "size": [size, size], "scale": [0.2, 1.0], "p": 1.0}, SMALL[2],
+          {"name": "ToGray", "p": 0.2}, SMALL[3]]),
+        (f"geometry only: 2 flips + RandomRotate90, {size}px", size, 3,
+         [SMALL[2], {"name": "VerticalFlip", "p": 0.5}, {"name": "RandomRotate90", "p": 1.0}]),
+        ("MNIST: Rotate 15 + norm, gray 28px", 28, 1,
+         [{"name": "Rotate", "limit": 15, "p": 1.0}, {"name": "Normalize", "mean": 0.1307, "std": 0.3081}]),
+    ]
+
+
+def small_section(args) -> list[tuple]:
+    print("\n== Small images: images/s (best of %d, tools in alternation) ==" % args.repeat)
+    print(f"{'pipeline':<46}{'fused':>9}{'unfused':>9}{'A.Compose':>11}{'fused/A':>9}{'fused/unfused':>15}")
+    photos = make_photos(max(4, args.images // 4))
+    cases = [case for size in (32, 64, 128) for case in small_pipelines(size)[:1]] + small_pipelines(32)[1:]
+    rows = []
+    for name, size, channels, spec in cases:
+        images = []
+        for k in range(args.images * 8):  # shrunk windows of the photos
+            photo = photos[k % len(photos)]
+            y, x = (k * 37) % (photo.shape[0] - 128), (k * 53) % (photo.shape[1] - 128)
+            small = cv2.resize(photo[y:y + 128, x:x + 128], (size, size), interpolation=cv2.INTER_AREA)
+            images.append(small if channels == 3 else cv2.cvtColor(small, cv2.COLOR_RGB2GRAY))
+        samples = [Sample(index=i, image=x) for i, x in enumerate(images)]
+        fused, unfused, alb = stage_of(spec, fuse=True), stage_of(spec, fuse=False), albumentations_pipeline(spec)
+
+        def peer(item, alb=alb):
+            data, rng, py_random = item
+            alb.set_random_state(rng, py_random)
+            return alb(image=data)
+
+        f, u, a = alternating_rates([
+            (lambda it, st=fused: st.apply(*it), with_rngs(samples, "s")),
+            (lambda it, st=unfused: st.apply(*it), with_rngs(samples, "s")),
+            (peer, albumentations_state(images, "s")),
+        ], args.repeat)
+        print(f"{name:<46}{f:9.0f}{u:9.0f}{a:11.0f}{f / a:9.2f}{f / u:15.2f}")
+        rows.append((name, f, u, a))
+    return rows
+
+
+# ---------------------------------------------------------------------------
+# 3. Sharpness: distance from one exact resample
 # ---------------------------------------------------------------------------
 
 def analytic(x: np.ndarray, y: np.ndarray) -> np.ndarray:
@@ -419,7 +475,7 @@ def psnr_against_analytic(out: np.ndarray, where: np.ndarray, height: int, width
 
 
 # ---------------------------------------------------------------------------
-# 3. DataLoader end to end
+# 4. DataLoader end to end
 # ---------------------------------------------------------------------------
 
 class SceneSet(torch.utils.data.Dataset):
@@ -490,7 +546,7 @@ def dataloader_section(args) -> tuple:
 
 
 # ---------------------------------------------------------------------------
-# 4. Kernels and single transforms (256x256)
+# 5. Kernels and single transforms (256x256)
 # ---------------------------------------------------------------------------
 
 def make_items(n: int):
@@ -600,7 +656,7 @@ def kernels_section(args) -> None:
           f"per-sample numpy path {cpu:8.0f} img/s | ratio {gpu_like / cpu:5.2f}")
 
 
-SECTIONS = ("pipelines", "sharpness", "dataloader", "kernels")
+SECTIONS = ("pipelines", "small", "sharpness", "dataloader", "kernels")
 
 
 def main() -> None:
@@ -620,6 +676,8 @@ def main() -> None:
           f"cpus {os.cpu_count()}, load average {' '.join(f'{v:.1f}' for v in os.getloadavg())}")
     if "pipelines" in args.sections:
         pipelines_section(args)
+    if "small" in args.sections:
+        small_section(args)
     if "sharpness" in args.sections:
         sharpness_section(args)
     if "dataloader" in args.sections:
