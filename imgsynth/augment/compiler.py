@@ -511,7 +511,7 @@ class _NoRandomness:
 
 
 _NO_RANDOMNESS = _NoRandomness()
-_RANDOM = object()  # by_shape's mark for a draw that reads randomness
+_RANDOM = False  # by_shape's mark for a draw that reads randomness (a singleton pickling keeps)
 _SHAPES_KEPT = 64
 
 

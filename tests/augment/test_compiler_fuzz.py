@@ -285,3 +285,20 @@ def test_one_chain_over_images_of_many_sizes_matches_unfused_for_every_sample():
         assert np.array_equal(fused.image, unfused.image), (index, height, width)
         crops.add((height, width, fused.image.tobytes()))
     assert len(crops) > 50  # the random crop, flip and invert differ between samples of one size
+
+
+def test_a_used_chain_pickled_to_a_worker_gives_the_same_samples():
+    """A DataLoader worker started by spawn or forkserver, or a Ray actor, gets the stage
+    pickled, with what its chain has kept per input shape: the copy must give the samples
+    the original gives."""
+    import pickle
+
+    chain = [{"name": "PadIfNeeded", "min_height": 20, "min_width": 20, "border_mode": 0},
+             {"name": "RandomCrop", "height": 16, "width": 16, "p": 1},
+             {"name": "HorizontalFlip", "p": 0.5}, {"name": "Normalize"}]
+    used = stage(chain)
+    samples = [Sample(index=i, image=image(16, 16, seed=i)) for i in range(6)]
+    before = [used.apply(s, sample_rng(1, "w", s.index)).image for s in samples]
+    copy = pickle.loads(pickle.dumps(used))
+    after = [copy.apply(s, sample_rng(1, "w", s.index)).image for s in samples]
+    assert all(np.array_equal(a, b) for a, b in zip(before, after))
