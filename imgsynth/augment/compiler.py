@@ -410,9 +410,11 @@ class AlbumentationsItem:
         # that also read masks or boxes (and the ones that move labels) go through a Compose.
         self.image_only = _is_image_only(self.transform) and \
             set(getattr(self.transform, "targets_as_params", ())) <= {"image"}
-        # What a draw that reads no randomness gives (a pad to a size, a center crop,
-        # Normalize), per input shape; _RANDOM where the draw reads it.
-        self.by_shape: dict = {}
+        # A draw that reads no randomness (a pad to a size, a center crop, Normalize): what
+        # it gives, kept per input shape (colour ops: per channel count). Found out by
+        # probing the first draw; one that reads randomness is never probed again.
+        self.kept: dict = {}
+        self.draws_randomness = False
         # Barrier transforms that move labels run through a Compose of their own (keypoints
         # and boxes converted as in the unfused pipeline), called with force_apply so that
         # it skips the p draw its run's Compose already made.
@@ -443,31 +445,35 @@ class AlbumentationsItem:
     def draw_warp(self, rng, segment: Segment) -> Warp | None:
         if not self.transform.should_apply():
             return None
-        return self._per_shape(segment, lambda params: self.geometry(self.transform, params, segment.height,
-                                                                      segment.width))
+        return self._drawn(segment, (segment.height, segment.width, segment.channels, segment.dtype),
+                           lambda params: self.geometry(self.transform, params, segment.height, segment.width))
 
     def draw_colour(self, segment: Segment) -> list:
         if not self.transform.should_apply():
             return []
-        return self._per_shape(segment, lambda params: self.colour.ops(self.transform, params, segment.channels))
+        # per-pixel ops depend on the channel count, not on the image's height and width
+        return self._drawn(segment, segment.channels,
+                           lambda params: self.colour.ops(self.transform, params, segment.channels))
 
-    def _per_shape(self, segment: Segment, convert):
+    def _drawn(self, segment: Segment, key, convert):
         """convert(this sample's parameters). A draw that reads no randomness depends on the
-        input's shape alone: it is probed once per shape (with random sources that refuse
-        to be read) and its converted result kept (warps with read-only matrices)."""
+        input alone: it is probed (with random sources that refuse to be read) and what it
+        gives is kept under `key` (warps with read-only matrices)."""
         shape, dtype = (segment.height, segment.width, segment.channels), segment.dtype
-        key = (shape, dtype)
-        found = self.by_shape.get(key)
+        if self.draws_randomness:
+            return convert(self._params(shape, dtype))
+        found = self.kept.get(key)
         if found is None:
             params = self._probe(shape, dtype)
-            found = _RANDOM if params is None else convert(params)
+            if params is None:
+                self.draws_randomness = True
+                return convert(self._params(shape, dtype))
+            found = convert(params)
             if isinstance(found, Warp):
                 found.matrix.flags.writeable = False
-            if len(self.by_shape) >= _SHAPES_KEPT:
-                self.by_shape.clear()
-            self.by_shape[key] = found
-        if found is _RANDOM:
-            return convert(self._params(shape, dtype))
+            if len(self.kept) >= _KEPT:
+                self.kept.clear()
+            self.kept[key] = found
         return found
 
     def _probe(self, shape: tuple[int, ...], dtype: np.dtype) -> dict | None:
@@ -511,8 +517,7 @@ class _NoRandomness:
 
 
 _NO_RANDOMNESS = _NoRandomness()
-_RANDOM = False  # by_shape's mark for a draw that reads randomness (a singleton pickling keeps)
-_SHAPES_KEPT = 64
+_KEPT = 64  # input shapes a transform keeps draws for
 
 
 def _placeholder(shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
