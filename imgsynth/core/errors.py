@@ -70,7 +70,7 @@ class EnvironmentFault(RunError):
     def of(cls, exc: BaseException, file: str | os.PathLike | None = None) -> EnvironmentFault:
         cause = environment_cause(exc) or exc
         file = file or getattr(cause, "filename", None)
-        if isinstance(cause, MemoryError):
+        if out_of_memory(cause):
             what, fix = "out of memory", "lower --workers (or free memory)"
         else:
             code = errno.errorcode.get(getattr(cause, "errno", None) or 0, "")
@@ -103,12 +103,29 @@ def environment_cause(exc: BaseException | None) -> BaseException | None:
         seen.add(id(exc))
         if isinstance(exc, EnvironmentFault):
             return environment_cause(exc.__cause__) or exc
-        if isinstance(exc, MemoryError):
+        if out_of_memory(exc):
             return exc
         if isinstance(exc, OSError) and exc.errno in ENVIRONMENT_ERRNOS:
             return exc
         exc = exc.__cause__ or exc.__context__
     return None
+
+
+def out_of_memory(exc: BaseException) -> bool:
+    """A failed allocation, as Python, OpenCV and torch report it: MemoryError; cv2.error
+    with OpenCV's StsNoMem code (-4, "Insufficient memory"); torch's OutOfMemoryError (GPU)
+    and its CPU allocator's RuntimeError ("DefaultCPUAllocator: can't allocate memory")."""
+    if isinstance(exc, MemoryError):
+        return True
+    module = type(exc).__module__ or ""
+    if module == "cv2":
+        return getattr(exc, "code", None) == _CV_STS_NO_MEM
+    if module.startswith("torch") and type(exc).__name__ == "OutOfMemoryError":
+        return True
+    return type(exc) is RuntimeError and "DefaultCPUAllocator: can't allocate memory" in str(exc)
+
+
+_CV_STS_NO_MEM = -4  # cv2.Error.StsNoMem (cv2 is not imported here: `import imgsynth` stays light)
 
 
 class SampleError(ImgsynthError):

@@ -143,6 +143,58 @@ def test_out_of_memory_while_encoding_stops_the_run_instead_of_failing_the_sampl
     assert _no_error_records(tmp_path / "out")
 
 
+def _limited_memory():
+    """A child process that can map 8 GiB at most: allocations past that fail at once,
+    whatever the machine's overcommit policy (nothing is really allocated)."""
+    import resource
+
+    resource.setrlimit(resource.RLIMIT_AS, (8 << 30, 8 << 30))
+
+
+_LIMITED_ENV = dict(os.environ, OPENBLAS_NUM_THREADS="1", OMP_NUM_THREADS="1")  # thread stacks fit
+
+
+def test_opencv_out_of_memory_in_a_stage_stops_the_run_instead_of_failing_the_sample(tmp_path, coco_dataset):
+    """OpenCV reports a failed allocation as cv2.error (-4:Insufficient memory), not as a
+    MemoryError: it was recorded as that sample's error (skipped under on_error: skip) and
+    the run went on, where an environment fault must stop it resumably."""
+    recipe = write_recipe(tmp_path / "r.yaml", f"""
+seed: 3
+source: {{type: dataset, path: {coco_dataset}}}
+stages:
+  - type: augment
+    transforms: [{{name: Resize, height: 70000, width: 70000}}]
+output: {{formats: [coco], preview: false}}
+on_error: skip
+""")
+    done = subprocess.run([sys.executable, "-m", "imgsynth.cli", "run", str(recipe), "--out", str(tmp_path / "out"),
+                           "--workers", "1"], cwd=ROOT, capture_output=True, text=True, timeout=240,
+                          preexec_fn=_limited_memory, env=_LIMITED_ENV)
+    assert done.returncode == 1, done.stderr
+    assert "out of memory" in done.stderr and "--resume" in done.stderr
+    assert _no_error_records(tmp_path / "out")
+
+
+def test_torch_out_of_memory_is_an_environment_fault():
+    """torch's CPU allocator raises RuntimeError ("can't allocate memory"), its GPU one
+    torch.OutOfMemoryError: both are the machine's, not the sample's."""
+    code = ("import torch\n"
+            "from imgsynth.core.errors import EnvironmentFault, environment_cause\n"
+            "try:\n"
+            "    torch.empty(1 << 34, dtype=torch.uint8)\n"
+            "except RuntimeError as exc:\n"
+            "    fault = EnvironmentFault.of(exc)\n"
+            "    print(environment_cause(exc) is exc, repr(str(fault)))\n"
+            "print(environment_cause(torch.OutOfMemoryError('CUDA out of memory')) is not None)\n"
+            "print(environment_cause(RuntimeError('shape mismatch')))\n")
+    done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120,
+                          preexec_fn=_limited_memory, env=_LIMITED_ENV)
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert lines[0].startswith("True ") and "out of memory" in lines[0] and "--resume" in lines[0]
+    assert lines[1:] == ["True", "None"]
+
+
 def test_a_full_disk_while_writing_labels_is_a_resumable_exit_1(tmp_path, coco_dataset, monkeypatch):
     import imgsynth.io.writers.coco as coco
 
