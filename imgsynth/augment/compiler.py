@@ -500,7 +500,12 @@ class AlbumentationsItem:
             params = self.draw(image.shape, image.dtype, image)
             if params is None:
                 return targets
-            out = np.ascontiguousarray(self.transform.apply(np.ascontiguousarray(image), **params))
+            try:
+                out = np.ascontiguousarray(self.transform.apply(np.ascontiguousarray(image), **params))
+            except cv2.error as exc:
+                from imgsynth.augment.pipeline import opencv_refused
+
+                raise opencv_refused(self.name, image, exc) from exc
             return _with_image(targets, out)  # its height and width (pipeline._keeping_image_size)
         return self.step(targets, rng, py_random=py_random)
 

@@ -19,6 +19,7 @@ import threading
 from dataclasses import replace
 from typing import Any
 
+import cv2
 import numpy as np
 
 from imgsynth.augment import functional as F
@@ -221,6 +222,7 @@ class AlbumentationsStep:
 
         # Two Composes with their own transform objects: Compose attaches its label
         # processors to the transforms it holds. Pixel-only runs move no labels.
+        self.names = [n for n, _ in entries]
         self.image_only = A.Compose([make_transform(n, p) for n, p in entries])
         self.moves_labels = any(isinstance(t, DualTransform) for t in self.image_only.transforms)
         self.needs_boxes = any(name in BOX_AWARE for name, _ in entries)
@@ -253,7 +255,10 @@ class AlbumentationsStep:
         if self.needs_boxes:
             boxes = targets.boxes()
             data["bboxes"] = boxes[(boxes[:, 2] > boxes[:, 0]) & (boxes[:, 3] > boxes[:, 1])]
-        out = compose(force_apply=drawn, **data)
+        try:
+            out = compose(force_apply=drawn, **data)
+        except cv2.error as exc:
+            raise opencv_refused(" + ".join(self.names), targets.image, exc) from exc
         image = out["image"]
         if image.ndim == 2 and targets.image.ndim == 3:
             image = image[:, :, None]
@@ -266,6 +271,15 @@ class AlbumentationsStep:
                 raise RuntimeError(f"albumentations returned {len(points)} label points for "
                                    f"{len(targets.points)}: labels cannot be matched")
         return replace(targets, image=image, masks=masks, points=points)
+
+
+def opencv_refused(names: str, image: np.ndarray, exc: cv2.error) -> ValueError:
+    """OpenCV's assertion about an input (an empty output size, a pixel type it has no kernel
+    for) as a message naming the transforms and the image size. Raised `from exc`: an
+    allocation that failed inside is still found as the machine's (core.errors)."""
+    height, width = image.shape[:2]
+    return ValueError(f"{names} cannot transform a {height}x{width} image (height x width): "
+                      f"OpenCV's {exc.func} refused it ({exc.err})")
 
 
 def build_steps(entries: list[tuple[str, dict[str, Any]]], fuse: bool = False) -> list:

@@ -154,15 +154,19 @@ def _limited_memory():
 _LIMITED_ENV = dict(os.environ, OPENBLAS_NUM_THREADS="1", OMP_NUM_THREADS="1")  # thread stacks fit
 
 
-def test_opencv_out_of_memory_in_a_stage_stops_the_run_instead_of_failing_the_sample(tmp_path, coco_dataset):
+@pytest.mark.parametrize("fuse", ["true", "false"])
+def test_opencv_out_of_memory_in_a_stage_stops_the_run_instead_of_failing_the_sample(tmp_path, coco_dataset,
+                                                                                      fuse):
     """OpenCV reports a failed allocation as cv2.error (-4:Insufficient memory), not as a
     MemoryError: it was recorded as that sample's error (skipped under on_error: skip) and
-    the run went on, where an environment fault must stop it resumably."""
+    the run went on, where an environment fault must stop it resumably. Unfused, the error
+    reaches the run inside the message that names the transform."""
     recipe = write_recipe(tmp_path / "r.yaml", f"""
 seed: 3
 source: {{type: dataset, path: {coco_dataset}}}
 stages:
   - type: augment
+    fuse: {fuse}
     transforms: [{{name: Resize, height: 70000, width: 70000}}]
 output: {{formats: [coco], preview: false}}
 on_error: skip
