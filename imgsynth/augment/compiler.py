@@ -101,13 +101,13 @@ class FloatAffine:
 
     subtract: tuple[float, ...]
     multiply: tuple[float, ...]
-    _tables: dict = field(default_factory=dict, repr=False, compare=False)
+    _tables: dict = field(default_factory=dict, init=False, repr=False, compare=False)
 
     def __call__(self, image: np.ndarray) -> np.ndarray:
         """Small images through the op's own float table (its values on every level, one
         cv2.LUT call: 2.7 instead of 4.7 us at 32x32x3; slower per pixel above ~48x48)."""
         channels = image.shape[2] if image.ndim == 3 else 1
-        if image.size > _FLOAT_TABLE_PIXELS or channels > 4:
+        if image.size > _FLOAT_TABLE_VALUES or channels > 4:
             return F.affine_float_image(image, self.subtract, self.multiply)
         table = self._tables.get(channels)
         if table is None:
@@ -116,7 +116,7 @@ class FloatAffine:
         return cv2.LUT(image, table).reshape(image.shape)
 
 
-_FLOAT_TABLE_PIXELS = 48 * 48 * 3
+_FLOAT_TABLE_VALUES = 48 * 48 * 3  # image.size: pixels times channels
 
 
 @dataclass
