@@ -16,8 +16,9 @@ Sections (all by default):
   sharpness   how far each tool's output is from one exact resample, for the geometric part
               of the detection and OCR pipelines: PSNR against an analytic image evaluated at
               the exact source position of every output pixel (higher is sharper).
-  dataloader  the detection pipeline end to end in a DataLoader (num_workers=2, batches of 8,
-              persistent workers, best of --loader-epochs epochs after a warm-up one):
+  dataloader  end to end in a DataLoader (num_workers=2, persistent workers, best of
+              --loader-epochs epochs after a warm-up one): the detection pipeline (batches
+              of 8) and the small-image one (32x32 CHW tensors, batches of 256),
               AugmentedDataset vs a Dataset calling A.Compose, batches/s.
   kernels     single transforms and noise kernels vs their albumentations/torchvision peers
               (256x256), and BatchAugment on the CPU.
@@ -518,31 +519,65 @@ def collate_list(batch):
     return batch
 
 
-def dataloader_section(args) -> tuple:
+class SmallSet(torch.utils.data.Dataset):
+    """(CHW uint8 tensor, class) at 32x32, as torchvision's CIFAR10 with pil_to_tensor gives."""
+
+    def __init__(self, images):
+        self.images = [torch.from_numpy(x).permute(2, 0, 1).contiguous() for x in images]
+
+    def __len__(self):
+        return len(self.images)
+
+    def __getitem__(self, i):
+        return self.images[i], i % 10
+
+
+class AlbumentationsSmallSet(torch.utils.data.Dataset):
+    def __init__(self, base, spec):
+        self.base, self.compose = base, albumentations_pipeline(spec)
+
+    def __len__(self):
+        return len(self.base)
+
+    def __getitem__(self, i):
+        image, label = self.base[i]
+        out = self.compose(image=image.permute(1, 2, 0).numpy())["image"]
+        return torch.from_numpy(out).permute(2, 0, 1), label
+
+
+def dataloader_section(args) -> list[tuple]:
     from imgsynth.torch import AugmentedDataset
 
-    print("\n== DataLoader end to end: detection pipeline, num_workers=2, batch 8 ==")
-    base = SceneSet(make_scenes(args.loader_images))
-    rates = {}
-    for name, dataset in [("imgsynth AugmentedDataset", AugmentedDataset(base, DETECTION, seed=0)),
-                          ("albumentations Dataset", AlbumentationsSet(base, DETECTION))]:
-        loader = torch.utils.data.DataLoader(dataset, batch_size=8, num_workers=2, collate_fn=collate_list,
-                                             persistent_workers=True)
-        for _ in loader:  # warm-up epoch: starts the workers
-            pass
-        best = 0.0
-        for epoch in range(1, 1 + args.loader_epochs):
-            if hasattr(dataset, "set_epoch"):
-                dataset.set_epoch(epoch)
-            start = time.perf_counter()
-            batches = sum(1 for _ in loader)
-            best = max(best, batches / (time.perf_counter() - start))
-        rates[name] = best
-        del loader
-    ours, peer = rates["imgsynth AugmentedDataset"], rates["albumentations Dataset"]
-    print(f"{'imgsynth AugmentedDataset':<34}{ours:8.2f} batches/s | albumentations Dataset {peer:8.2f} "
-          f"batches/s | ratio {ours / peer:5.2f}")
-    return ours, peer
+    print("\n== DataLoader end to end: num_workers=2, persistent workers, batches/s ==")
+    scenes = SceneSet(make_scenes(args.loader_images))
+    rng = np.random.default_rng(0)
+    smalls = SmallSet([rng.integers(0, 256, (32, 32, 3), dtype=np.uint8) for _ in range(args.loader_images * 64)])
+    cases = [("detection, batch 8", AugmentedDataset(scenes, DETECTION, seed=0), AlbumentationsSet(scenes, DETECTION),
+              8, collate_list),
+             ("small 32x32 (CIFAR-style), batch 256", AugmentedDataset(smalls, SMALL, seed=0),
+              AlbumentationsSmallSet(smalls, SMALL), 256, None)]
+    rows = []
+    for title, ours_set, peer_set, batch_size, collate in cases:
+        rates = []
+        for dataset in (ours_set, peer_set):
+            loader = torch.utils.data.DataLoader(dataset, batch_size=batch_size, num_workers=2, collate_fn=collate,
+                                                 persistent_workers=True)
+            for _ in loader:  # warm-up epoch: starts the workers
+                pass
+            best = 0.0
+            for epoch in range(1, 1 + args.loader_epochs):
+                if hasattr(dataset, "set_epoch"):
+                    dataset.set_epoch(epoch)
+                start = time.perf_counter()
+                batches = sum(1 for _ in loader)
+                best = max(best, batches / (time.perf_counter() - start))
+            rates.append(best)
+            del loader
+        ours, peer = rates
+        print(f"{title:<38} imgsynth AugmentedDataset {ours:8.2f} | albumentations Dataset {peer:8.2f} "
+              f"| ratio {ours / peer:5.2f}")
+        rows.append((title, ours, peer))
+    return rows
 
 
 # ---------------------------------------------------------------------------
