@@ -195,7 +195,9 @@ def _as_array(image) -> np.ndarray:
     if isinstance(image, torch.Tensor):
         if image.ndim != 3:
             raise ValueError(f"a tensor image must be CxHxW, got shape {tuple(image.shape)}")
-        planes = image.detach().cpu().numpy()
+        # one torch call for a CPU tensor without grad (each costs a dispatch; on 32x32
+        # images a DataLoader item is mostly such costs)
+        planes = image.numpy() if image.is_cpu and not image.requires_grad else image.detach().cpu().numpy()
         if 1 < len(planes) <= 4 and planes.dtype in (np.uint8, np.float32) and planes.flags.c_contiguous:
             import cv2
 
@@ -226,7 +228,9 @@ def _like(original, array: np.ndarray):
                             "(e.g. torchvision.transforms.v2.functional.pil_to_tensor) to get them")
         return Image.fromarray(array[:, :, 0] if array.shape[2] == 1 else array)
     if isinstance(original, torch.Tensor):
-        result = torch.from_numpy(np.ascontiguousarray(array)).permute(2, 0, 1).to(original.device)
+        result = torch.from_numpy(np.ascontiguousarray(array)).permute(2, 0, 1)
+        if not original.is_cpu:
+            result = result.to(original.device)
         if type(original) is not torch.Tensor:  # e.g. tv_tensors.Image
             from torchvision import tv_tensors
 

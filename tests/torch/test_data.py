@@ -92,6 +92,16 @@ def test_recipe_transform_on_tensor_images():
     assert torch.equal(a, transform(image, index=4))
 
 
+def test_a_float_tensor_that_requires_grad_is_augmented_like_a_plain_one():
+    """Gradients are not followed through augmentation: the tensor is read detached, and its
+    pixels come back as a plain tensor of the same kind."""
+    flip = RecipeTransform([{"name": "HorizontalFlip", "p": 1.0}], seed=0)
+    image = torch.rand(3, 8, 10)
+    out = flip(image.clone().requires_grad_(), index=1)
+    assert not out.requires_grad and torch.equal(out, flip(image, index=1))
+    assert torch.equal(out, image.flip(2))
+
+
 FLIP = [{"name": "imgsynth.HorizontalFlip", "p": 1.0}]
 
 
