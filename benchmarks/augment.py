@@ -533,14 +533,21 @@ class SmallSet(torch.utils.data.Dataset):
 
 
 class AlbumentationsSmallSet(torch.utils.data.Dataset):
-    def __init__(self, base, spec):
-        self.base, self.compose = base, albumentations_pipeline(spec)
+    """A.Compose on each item. `seeded`: each item's randomness from (seed, epoch, index), as
+    imgsynth gives it (a Generator and a python Random seeded from it): item i is then the
+    same in any worker; unseeded, the Compose draws from its own state."""
+
+    def __init__(self, base, spec, seeded: bool = False):
+        self.base, self.compose, self.seeded = base, albumentations_pipeline(spec), seeded
 
     def __len__(self):
         return len(self.base)
 
     def __getitem__(self, i):
         image, label = self.base[i]
+        if self.seeded:
+            rng = sample_rng(0, "augment/epoch/0", i)
+            self.compose.set_random_state(rng, random.Random(derived_int_seed(rng)))
         out = self.compose(image=image.permute(1, 2, 0).numpy())["image"]
         return torch.from_numpy(out).permute(2, 0, 1), label
 
@@ -552,14 +559,15 @@ def dataloader_section(args) -> list[tuple]:
     scenes = SceneSet(make_scenes(args.loader_images))
     rng = np.random.default_rng(0)
     smalls = SmallSet([rng.integers(0, 256, (32, 32, 3), dtype=np.uint8) for _ in range(args.loader_images * 64)])
-    cases = [("detection, batch 8", AugmentedDataset(scenes, DETECTION, seed=0), AlbumentationsSet(scenes, DETECTION),
+    cases = [("detection, batch 8", [AugmentedDataset(scenes, DETECTION, seed=0), AlbumentationsSet(scenes, DETECTION)],
               8, collate_list),
-             ("small 32x32 (CIFAR-style), batch 256", AugmentedDataset(smalls, SMALL, seed=0),
-              AlbumentationsSmallSet(smalls, SMALL), 256, None)]
+             ("small 32x32 (CIFAR-style), batch 256",
+              [AugmentedDataset(smalls, SMALL, seed=0), AlbumentationsSmallSet(smalls, SMALL),
+               AlbumentationsSmallSet(smalls, SMALL, seeded=True)], 256, None)]
     rows = []
-    for title, ours_set, peer_set, batch_size, collate in cases:
+    for title, datasets, batch_size, collate in cases:
         rates = []
-        for dataset in (ours_set, peer_set):
+        for dataset in datasets:
             loader = torch.utils.data.DataLoader(dataset, batch_size=batch_size, num_workers=2, collate_fn=collate,
                                                  persistent_workers=True)
             for _ in loader:  # warm-up epoch: starts the workers
@@ -573,10 +581,13 @@ def dataloader_section(args) -> list[tuple]:
                 best = max(best, batches / (time.perf_counter() - start))
             rates.append(best)
             del loader
-        ours, peer = rates
-        print(f"{title:<38} imgsynth AugmentedDataset {ours:8.2f} | albumentations Dataset {peer:8.2f} "
-              f"| ratio {ours / peer:5.2f}")
-        rows.append((title, ours, peer))
+        ours, peer = rates[:2]
+        line = (f"{title:<38} imgsynth AugmentedDataset {ours:8.2f} | albumentations Dataset {peer:8.2f} "
+                f"| ratio {ours / peer:5.2f}")
+        if len(rates) > 2:
+            line += f" | seeded per item {rates[2]:8.2f} | ratio {ours / rates[2]:5.2f}"
+        print(line)
+        rows.append((title, *rates))
     return rows
 
 
