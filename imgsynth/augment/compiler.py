@@ -209,9 +209,8 @@ class WarpPlan:
         self.warps, self.in_height, self.in_width = warps, height, width
         self.matrix, self.clips, self.split, self.border = matrix, clips, split, border
         self.height, self.width = warps[-1].height, warps[-1].width
-        asked = [w.interpolation for w in warps if w.interpolation is not None]
-        self.interpolation = cv2.INTER_NEAREST if not asked else asked[0] if len(asked) == 1 else \
-            max(asked, key=F.INTERPOLATION_QUALITY.index)
+        self.interpolation = max((w.interpolation for w in warps if w.interpolation is not None),
+                                 key=F.INTERPOLATION_QUALITY.index, default=cv2.INTER_NEAREST)
 
     def shows_border(self) -> bool:
         """Whether the output shows any border fill (from outside the input or an
